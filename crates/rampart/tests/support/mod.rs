@@ -1,0 +1,258 @@
+//! Test support: a private CA made with `rampart pki`, and clusters of real `rampart server`
+//! processes on loopback with mutual TLS, driven by the real `etcdctl`.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn rampart_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rampart"))
+}
+
+/// The real etcdctl; the test fails (not skips) without it, since CI installs it.
+pub fn etcdctl_bin() -> PathBuf {
+    let p = PathBuf::from("/usr/bin/etcdctl");
+    assert!(
+        p.exists(),
+        "/usr/bin/etcdctl is missing: install Debian's etcd-client (scripts/test.sh does)"
+    );
+    p
+}
+
+/// A free loopback port (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A CA with server/peer certificates for 127.0.0.1/localhost and a client certificate.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new(dir: &Path) -> Pki {
+        let d = dir.to_str().unwrap();
+        run_ok(Command::new(rampart_bin()).args(["pki", "init", "--dir", d, "--cn", "test-ca"]));
+        run_ok(Command::new(rampart_bin()).args([
+            "pki", "issue", "member", "--profile", "peer", "--hosts", "127.0.0.1,localhost", "--dir", d,
+        ]));
+        run_ok(Command::new(rampart_bin()).args([
+            "pki", "issue", "client", "--profile", "client", "--cn", "root", "--dir", d,
+        ]));
+        Pki { dir: dir.to_path_buf() }
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+/// A 3-member (or n-member) cluster of `rampart server` processes with client and peer mTLS.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub pki: Pki,
+    initial_cluster: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::new(&dir.path().join("tls"));
+        let mut members = Vec::new();
+        for i in 0..n {
+            members.push(Member {
+                name: format!("m{i}"),
+                client_url: format!("https://127.0.0.1:{}", free_port()),
+                peer_url: format!("https://127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(format!("m{i}.data")),
+                child: None,
+                log: dir.path().join(format!("m{i}.log")),
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            members,
+            pki,
+            initial_cluster,
+            _dir: dir,
+        };
+        for i in 0..n {
+            cluster.start_member(i);
+        }
+        cluster.wait_healthy(Duration::from_secs(20));
+        cluster
+    }
+
+    pub fn start_member(&mut self, i: usize) {
+        let pki = &self.pki;
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("log file");
+        let child = Command::new(rampart_bin())
+            .arg("server")
+            .arg(format!("--name={}", m.name))
+            .arg(format!("--data-dir={}", m.data_dir.display()))
+            .arg(format!("--listen-client-urls={}", m.client_url))
+            .arg(format!("--advertise-client-urls={}", m.client_url))
+            .arg(format!("--listen-peer-urls={}", m.peer_url))
+            .arg(format!("--initial-advertise-peer-urls={}", m.peer_url))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
+            .arg("--initial-cluster-token=test-cluster")
+            .arg("--initial-cluster-state=new")
+            .arg(format!("--cert-file={}", pki.file("member.pem")))
+            .arg(format!("--key-file={}", pki.file("member-key.pem")))
+            .arg(format!("--trusted-ca-file={}", pki.file("ca.pem")))
+            .arg("--client-cert-auth")
+            .arg(format!("--peer-cert-file={}", pki.file("member.pem")))
+            .arg(format!("--peer-key-file={}", pki.file("member-key.pem")))
+            .arg(format!("--peer-trusted-ca-file={}", pki.file("ca.pem")))
+            .arg("--peer-client-cert-auth")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start rampart server");
+        self.members[i].child = Some(child);
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.client_url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `etcdctl` with the client certificate, against the given endpoints.
+    pub fn etcdctl(&self, endpoints: &str) -> Command {
+        let mut c = Command::new(etcdctl_bin());
+        c.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .arg(format!("--cacert={}", self.pki.file("ca.pem")))
+            .arg(format!("--cert={}", self.pki.file("client.pem")))
+            .arg(format!("--key={}", self.pki.file("client-key.pem")))
+            .arg("--command-timeout=10s");
+        c
+    }
+
+    pub fn ctl(&self, member: usize, args: &[&str]) -> Output {
+        self.etcdctl(&self.members[member].client_url.clone())
+            .args(args)
+            .output()
+            .expect("run etcdctl")
+    }
+
+    pub fn ctl_ok(&self, member: usize, args: &[&str]) -> String {
+        let out = self.ctl(member, args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} on member {member} failed: {}\n{}\n--- logs ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn wait_healthy(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let running: Vec<usize> = (0..self.members.len())
+                .filter(|i| self.members[*i].child.is_some())
+                .collect();
+            let all_ok = running.iter().all(|i| {
+                self.ctl(*i, &["endpoint", "health"]).status.success()
+            });
+            if all_ok {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("cluster not healthy within {within:?}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for m in &self.members {
+            let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            s.push_str(&format!("== {} ==\n", m.name));
+            for l in tail.into_iter().rev() {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    /// The member that currently leads, from `endpoint status`.
+    pub fn leader(&self) -> usize {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                continue;
+            }
+            let out = self.ctl(i, &["endpoint", "status", "-w", "json"]);
+            if !out.status.success() {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let v: serde_json::Value = serde_json::from_str(&text).expect("status json");
+            let st = &v[0]["Status"];
+            if st["leader"] == st["header"]["member_id"] {
+                return i;
+            }
+        }
+        panic!("no leader found\n{}", self.logs());
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}

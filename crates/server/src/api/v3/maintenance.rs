@@ -1,0 +1,140 @@
+//! `etcdserverpb.Maintenance`: Status, Hash, HashKV, alarms and leader transfer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_proto::etcdserverpb::maintenance_server::Maintenance;
+use rampart_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::apply_status;
+use crate::errors::text;
+use crate::etcdserver::EtcdServer;
+
+pub struct MaintenanceService {
+    server: Arc<EtcdServer>,
+}
+
+impl MaintenanceService {
+    pub fn new(server: Arc<EtcdServer>) -> MaintenanceService {
+        MaintenanceService { server }
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    /// No alarm can be raised yet (there is no space quota), so the list is truthfully empty and
+    /// deactivating one is a no-op, as etcd answers for an alarm that is not set.
+    async fn alarm(
+        &self,
+        _request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        let revision = self.server.applier.read().expect("applier").current_revision();
+        Ok(Response::new(AlarmResponse {
+            header: Some(self.server.header(revision)),
+            alarms: vec![],
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let (revision, db_size, db_size_in_use) = {
+            let applier = self.server.applier.read().expect("applier");
+            (applier.current_revision(), applier.db_size(), applier.db_size_in_use())
+        };
+        let raft = self.server.raft.status();
+        let mut errors = Vec::new();
+        if raft.leader() == 0 {
+            errors.push(text::NO_LEADER.to_string());
+        }
+        Ok(Response::new(StatusResponse {
+            header: Some(self.server.header(revision)),
+            version: self.server.version.to_string(),
+            db_size,
+            leader: raft.leader(),
+            raft_index: raft.commit_index(),
+            raft_term: raft.term(),
+            raft_applied_index: self.server.applied_index(),
+            errors,
+            db_size_in_use,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Err(Status::failed_precondition(
+            "rampart: defragment is not available yet (the redb backend reuses freed pages on its own)",
+        ))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let applier = self.server.applier.read().expect("applier");
+        let revision = applier.current_revision();
+        let hash = applier.hash_kv(0).map_err(|e| apply_status(&e))?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.server.header(revision)),
+            hash: hash.hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let req = request.into_inner();
+        let applier = self.server.applier.read().expect("applier");
+        let hash = applier.hash_kv(req.revision).map_err(|e| apply_status(&e))?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.server.header(hash.hash_revision)),
+            hash: hash.hash,
+            compact_revision: hash.compact_revision,
+        }))
+    }
+
+    type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::failed_precondition(
+            "rampart: snapshot save is not available yet (etcdctl expects a bbolt file)",
+        ))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        let raft = self.server.raft.status();
+        if !raft.is_leader() {
+            return Err(Status::failed_precondition(text::NOT_LEADER));
+        }
+        if self.server.membership.get(target).is_none() {
+            return Err(Status::failed_precondition(text::BAD_LEADER_TRANSFEREE));
+        }
+        self.server.raft.transfer_leader(target);
+        let deadline = tokio::time::Instant::now() + self.server.request_timeout;
+        while self.server.raft.status().leader() != target {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(crate::errors::timeout());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let revision = self.server.applier.read().expect("applier").current_revision();
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.server.header(revision)),
+        }))
+    }
+}

@@ -1,0 +1,141 @@
+//! The apply loop: takes committed Raft entries in order, applies them to the MVCC store in
+//! batches (one backend commit per batch), hands each result to the handler waiting for it, and
+//! asks Raft for a snapshot every `--snapshot-count` entries.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, RwLock};
+
+use prost::Message as _;
+use raft::eraftpb::{Entry, EntryType};
+use rampart_apply::Applier;
+use rampart_mvcc::Durability;
+use rampart_proto::internal::{raft_request, RaftRequest};
+use rampart_raft_node::{Committed, RaftHandle};
+use tokio::sync::watch;
+
+use crate::etcdserver::Waiters;
+use crate::membership::Membership;
+
+/// Committed batches merged into one backend commit at most (bounds one commit's size).
+pub const MAX_BATCHES_PER_COMMIT: usize = 64;
+
+pub struct ApplyLoop {
+    pub applier: Arc<RwLock<Applier>>,
+    pub waiters: Arc<Waiters>,
+    pub membership: Arc<Membership>,
+    pub raft: RaftHandle,
+    pub applied: watch::Sender<u64>,
+    pub snapshot_count: u64,
+    pub local_member: u64,
+}
+
+impl ApplyLoop {
+    /// Runs until the Raft loop stops.
+    pub fn run(self, committed: Receiver<Committed>, mut last_snapshot: u64) {
+        let mut held: Option<Committed> = None;
+        loop {
+            let first = match held.take() {
+                Some(c) => c,
+                None => match committed.recv() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                },
+            };
+            match first {
+                Committed::Snapshot { snapshot, done } => {
+                    let index = snapshot.get_metadata().index;
+                    let result = self
+                        .applier
+                        .write()
+                        .expect("applier")
+                        .restore(&snapshot.data)
+                        .map_err(|e| e.to_string());
+                    if result.is_ok() {
+                        let applied = self.applier.read().expect("applier").consistent_index();
+                        let _ = self.applied.send(applied.max(index));
+                        last_snapshot = index;
+                        tracing::info!(index, "applied snapshot from leader");
+                    }
+                    let _ = done.send(result);
+                }
+                Committed::Entries(mut entries) => {
+                    // Merge what else is already waiting, up to a snapshot (which must come after).
+                    for _ in 1..MAX_BATCHES_PER_COMMIT {
+                        match committed.try_recv() {
+                            Ok(Committed::Entries(more)) => entries.extend(more),
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let Some(last) = entries.last().map(|e| e.index) else {
+                        continue;
+                    };
+                    let due = last.saturating_sub(last_snapshot) >= self.snapshot_count;
+                    let durability = if due {
+                        Durability::Immediate
+                    } else {
+                        Durability::None
+                    };
+                    if let Err(e) = self.apply(&entries, durability) {
+                        // The store cannot take committed entries: stop rather than diverge.
+                        tracing::error!(error = %e, "apply failed; stopping this member");
+                        std::process::exit(1);
+                    }
+                    let _ = self.applied.send(last);
+                    if due {
+                        self.raft.create_snapshot(last);
+                        last_snapshot = last;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&self, entries: &[Entry], durability: Durability) -> Result<(), String> {
+        let mut requests = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+                continue;
+            }
+            let request = RaftRequest::decode(entry.data.as_ref())
+                .map_err(|e| format!("entry {}: cannot decode: {e}", entry.index))?;
+            if let Some(raft_request::Request::MemberAttributes(attrs)) = &request.request {
+                self.publish(attrs.member_id, &attrs.name, &attrs.client_urls)?;
+                continue;
+            }
+            requests.push((entry.index, request));
+        }
+        let last_index = entries.last().map(|e| e.index).unwrap_or(0);
+        let applied = self
+            .applier
+            .write()
+            .expect("applier")
+            .apply_batch(&requests, last_index, durability)
+            .map_err(|e| e.to_string())?;
+        for a in applied {
+            self.waiters.trigger(a.id, a.result);
+        }
+        Ok(())
+    }
+
+    fn publish(&self, member: u64, name: &str, client_urls: &[String]) -> Result<(), String> {
+        let changed = self
+            .membership
+            .publish(member, name, client_urls)
+            .map_err(|e| e.to_string())?;
+        if member == self.local_member {
+            tracing::info!(
+                local_member_id = format!("{member:x}"),
+                local_member_attributes = format!("{{Name:{name} ClientURLs:{client_urls:?}}}"),
+                cluster_id = format!("{:x}", self.membership.cluster_id()),
+                "published local member to cluster through raft"
+            );
+        } else if changed {
+            tracing::info!(member = format!("{member:x}"), name, "member published its client URLs");
+        }
+        Ok(())
+    }
+}

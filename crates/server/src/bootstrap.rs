@@ -1,0 +1,224 @@
+//! Starting a member: find out whether the data dir holds an earlier run (restart) or not (a new
+//! member of a new cluster), check the data dir belongs to the cluster the flags describe, and open
+//! the WAL, the Raft log and the MVCC store.
+//!
+//! Data dir layout (as etcd's): `member/wal/` (or `--wal-dir`), `member/snap/db` (the MVCC
+//! backend), `member/cluster.json` (the member list).
+
+use std::path::{Path, PathBuf};
+
+use raft::eraftpb::ConfState;
+use rampart_apply::Applier;
+use rampart_raft_node::RaftStorage;
+use rampart_wal::{Wal, WalContents};
+
+use crate::ids;
+use crate::membership::{Member, Membership};
+use crate::settings::ServerSettings;
+use crate::ServerError;
+
+pub struct Bootstrapped {
+    pub member_id: u64,
+    pub membership: Membership,
+    pub wal: Wal,
+    pub storage: RaftStorage,
+    pub applier: Applier,
+    /// True when this run created the member (first start of a new cluster).
+    pub fresh: bool,
+    pub last_snapshot_index: u64,
+}
+
+pub struct DataDir {
+    pub member: PathBuf,
+    pub wal: PathBuf,
+    pub snap: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(settings: &ServerSettings) -> DataDir {
+        let member = settings.data_dir.join("member");
+        DataDir {
+            wal: settings
+                .wal_dir
+                .clone()
+                .unwrap_or_else(|| member.join("wal")),
+            snap: member.join("snap"),
+            member,
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.snap.join("db")
+    }
+
+    fn cluster_file(&self) -> PathBuf {
+        self.member.join("cluster.json")
+    }
+}
+
+/// WAL metadata: the member and cluster this log belongs to.
+fn encode_metadata(member_id: u64, cluster_id: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(16);
+    m.extend_from_slice(&member_id.to_be_bytes());
+    m.extend_from_slice(&cluster_id.to_be_bytes());
+    m
+}
+
+fn decode_metadata(bytes: &[u8], wal_dir: &Path) -> Result<(u64, u64), ServerError> {
+    if bytes.len() != 16 {
+        return Err(ServerError::Config(format!(
+            "the WAL in {} has no member metadata: it was not written by rampart",
+            wal_dir.display()
+        )));
+    }
+    let member = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let cluster = u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes"));
+    Ok((member, cluster))
+}
+
+/// The members the flags describe (`--initial-cluster`), with etcd's IDs.
+pub fn initial_members(settings: &ServerSettings) -> Vec<Member> {
+    settings
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| Member {
+            id: ids::member_id(urls, &settings.initial_cluster_token),
+            name: name.clone(),
+            peer_urls: urls.clone(),
+            client_urls: vec![],
+            is_learner: false,
+        })
+        .collect()
+}
+
+pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError> {
+    let dirs = DataDir::new(settings);
+    let io = |what: &str, p: &Path| {
+        let p = p.to_path_buf();
+        let what = what.to_string();
+        move |e| ServerError::io(format!("{what} {}", p.display()), e)
+    };
+    create_private_dir(&dirs.member).map_err(io("cannot create", &dirs.member))?;
+    create_private_dir(&dirs.snap).map_err(io("cannot create", &dirs.snap))?;
+
+    let members = initial_members(settings);
+    let flag_member = members.iter().find(|m| m.name == settings.name).map(|m| m.id);
+    let flag_cluster = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+
+    if Wal::exists(&dirs.wal) {
+        let (wal, contents) = Wal::open(&dirs.wal)?;
+        let (member_id, cluster_id) = decode_metadata(&contents.metadata, &dirs.wal)?;
+        if settings.initial_cluster_state_new {
+            if let Some(expected) = flag_member {
+                if expected != member_id || flag_cluster != cluster_id {
+                    return Err(ServerError::Config(format!(
+                        "data dir {} belongs to member {member_id:x} of cluster {cluster_id:x}, but the flags \
+                         describe member {expected:x} of cluster {flag_cluster:x}: start this member with its own \
+                         data dir, or move {} away to bootstrap a new member",
+                        settings.data_dir.display(),
+                        settings.data_dir.display()
+                    )));
+                }
+            }
+        }
+        let membership = Membership::load(&dirs.cluster_file())?;
+        if membership.cluster_id() != cluster_id {
+            return Err(ServerError::Config(format!(
+                "cluster ID mismatch: the WAL says {cluster_id:x}, {} says {:x}: the data dir is damaged or mixed up",
+                dirs.cluster_file().display(),
+                membership.cluster_id()
+            )));
+        }
+        let applier = open_applier(&dirs)?;
+        let last_snapshot_index = contents.snapshot.as_ref().map(|s| s.index).unwrap_or(0);
+        // Without a snapshot in the WAL, the voters are the bootstrap members.
+        let mut conf_state = ConfState::default();
+        conf_state.voters = membership.ids();
+        let storage = recover_storage(contents, Some(conf_state))?;
+        tracing::info!(
+            member_id = format!("{member_id:x}"),
+            cluster_id = format!("{cluster_id:x}"),
+            applied_index = applier.consistent_index(),
+            "restarting member from its data dir"
+        );
+        return Ok(Bootstrapped {
+            member_id,
+            membership,
+            wal,
+            storage,
+            applier,
+            fresh: false,
+            last_snapshot_index,
+        });
+    }
+
+    if !settings.initial_cluster_state_new {
+        return Err(ServerError::Config(format!(
+            "--initial-cluster-state=existing needs a member added with `member add` first, which rampart \
+             does not support yet; start all members with --initial-cluster-state=new and an empty data dir \
+             ({} has no WAL)",
+            dirs.wal.display()
+        )));
+    }
+    let Some(member_id) = flag_member else {
+        return Err(ServerError::Config(format!(
+            "couldn't find local name {:?} in the initial cluster configuration: add {}=<peer url> to --initial-cluster",
+            settings.name, settings.name
+        )));
+    };
+    if std::fs::metadata(dirs.db()).is_ok() {
+        return Err(ServerError::Config(format!(
+            "member {member_id:x} has already been bootstrapped: {} exists without a WAL; remove the data dir {} \
+             to start this member anew",
+            dirs.db().display(),
+            settings.data_dir.display()
+        )));
+    }
+    let membership = Membership::new(flag_cluster, members.clone(), dirs.cluster_file());
+    membership.save()?;
+    create_private_dir(&dirs.wal).map_err(io("cannot create", &dirs.wal))?;
+    let wal = Wal::create(&dirs.wal, &encode_metadata(member_id, flag_cluster))?;
+    let applier = open_applier(&dirs)?;
+    let mut conf_state = ConfState::default();
+    conf_state.voters = members.iter().map(|m| m.id).collect();
+    let storage = RaftStorage::recover(None, Default::default(), &[], Some(conf_state))?;
+    tracing::info!(
+        member_id = format!("{member_id:x}"),
+        cluster_id = format!("{flag_cluster:x}"),
+        members = members.len(),
+        "starting a new member of a new cluster"
+    );
+    Ok(Bootstrapped {
+        member_id,
+        membership,
+        wal,
+        storage,
+        applier,
+        fresh: true,
+        last_snapshot_index: 0,
+    })
+}
+
+fn recover_storage(contents: WalContents, conf: Option<ConfState>) -> Result<RaftStorage, ServerError> {
+    Ok(RaftStorage::recover(
+        contents.snapshot,
+        contents.hard_state,
+        &contents.entries,
+        conf,
+    )
+    .map_err(|e| ServerError::Storage(format!("cannot rebuild the raft log from the WAL: {e}")))?)
+}
+
+fn open_applier(dirs: &DataDir) -> Result<Applier, ServerError> {
+    Applier::open(&dirs.db())
+        .map_err(|e| ServerError::Storage(format!("cannot open the backend {}: {e}", dirs.db().display())))
+}
+
+/// Data dirs are private to the member (etcd uses 0700).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}

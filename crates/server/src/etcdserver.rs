@@ -1,0 +1,185 @@
+//! The server core the API handlers call: propose a request through Raft and wait for its
+//! result, wait for a linearizable read point, and build response headers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use prost::Message as _;
+use rampart_apply::{ApplyError, Applier, Response};
+use rampart_proto::etcdserverpb::ResponseHeader;
+use rampart_proto::internal::{raft_request, RaftRequest};
+use rampart_raft_node::RaftHandle;
+use tokio::sync::{oneshot, watch};
+use tonic::Status;
+
+use crate::errors;
+use crate::ids::RequestIds;
+use crate::membership::Membership;
+
+/// Result of applying one proposed request, delivered to the handler that proposed it.
+pub type ApplyResult = Result<Response, ApplyError>;
+
+/// Handlers waiting for their proposal to be applied, by request ID.
+#[derive(Default)]
+pub struct Waiters {
+    pending: Mutex<HashMap<u64, oneshot::Sender<ApplyResult>>>,
+}
+
+impl Waiters {
+    fn register(&self, id: u64) -> oneshot::Receiver<ApplyResult> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("waiters").insert(id, tx);
+        rx
+    }
+
+    fn forget(&self, id: u64) {
+        self.pending.lock().expect("waiters").remove(&id);
+    }
+
+    /// Hands an applied result to its waiter, if this member proposed it and it still waits.
+    pub fn trigger(&self, id: u64, result: ApplyResult) {
+        if let Some(tx) = self.pending.lock().expect("waiters").remove(&id) {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// Explicit limits on client requests (etcd's `--max-request-bytes`, `--max-txn-ops`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+pub struct EtcdServer {
+    pub member_id: u64,
+    pub membership: Arc<Membership>,
+    pub raft: RaftHandle,
+    pub applier: Arc<RwLock<Applier>>,
+    pub waiters: Arc<Waiters>,
+    pub applied: watch::Receiver<u64>,
+    pub limits: Limits,
+    pub request_timeout: Duration,
+    pub version: &'static str,
+    ids: RequestIds,
+}
+
+impl EtcdServer {
+    pub fn new(
+        member_id: u64,
+        membership: Arc<Membership>,
+        raft: RaftHandle,
+        applier: Arc<RwLock<Applier>>,
+        waiters: Arc<Waiters>,
+        applied: watch::Receiver<u64>,
+        limits: Limits,
+        request_timeout: Duration,
+    ) -> EtcdServer {
+        EtcdServer {
+            member_id,
+            membership,
+            raft,
+            applier,
+            waiters,
+            applied,
+            limits,
+            request_timeout,
+            version: crate::ETCD_API_VERSION,
+            ids: RequestIds::new(member_id),
+        }
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.membership.cluster_id()
+    }
+
+    /// A response header for this member at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id(),
+            member_id: self.member_id,
+            revision,
+            raft_term: self.raft.status().term(),
+        }
+    }
+
+    /// Rejects a request whose encoded size is over `--max-request-bytes`.
+    pub fn check_size(&self, encoded_len: usize) -> Result<(), Status> {
+        if encoded_len > self.limits.max_request_bytes {
+            return Err(errors::request_too_large());
+        }
+        Ok(())
+    }
+
+    /// Proposes `request` through Raft and waits until this member has applied it.
+    pub async fn propose(&self, request: raft_request::Request) -> Result<Response, Status> {
+        let id = self.ids.next();
+        let envelope = RaftRequest {
+            id,
+            request: Some(request),
+        };
+        let data = envelope.encode_to_vec();
+        // The size limit covers what goes into the log, as etcd's does.
+        self.check_size(data.len())?;
+        let applied = self.waiters.register(id);
+        if let Err(e) = self.raft.propose(data).await {
+            self.waiters.forget(id);
+            return Err(errors::node_status(&e));
+        }
+        match tokio::time::timeout(self.request_timeout, applied).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(apply_error))) => Err(crate::api::v3::apply_status(&apply_error)),
+            Ok(Err(_)) => Err(Status::unavailable(errors::text::STOPPED)),
+            Err(_) => {
+                self.waiters.forget(id);
+                Err(errors::timeout())
+            }
+        }
+    }
+
+    /// Appends `request` to the Raft log without waiting for it to be applied (for requests whose
+    /// effect the caller observes some other way).
+    pub async fn propose_without_waiting(&self, request: raft_request::Request) -> Result<(), Status> {
+        let data = RaftRequest {
+            id: self.ids.next(),
+            request: Some(request),
+        }
+        .encode_to_vec();
+        self.raft
+            .propose(data)
+            .await
+            .map_err(|e| errors::node_status(&e))
+    }
+
+    /// Waits until this member has applied everything committed when the read arrived, so a
+    /// local read afterwards is linearizable (Raft ReadIndex).
+    pub async fn linearizable_barrier(&self) -> Result<(), Status> {
+        let wait = async {
+            let index = self
+                .raft
+                .read_index()
+                .await
+                .map_err(|e| errors::node_status(&e))?;
+            self.wait_applied(index).await
+        };
+        match tokio::time::timeout(self.request_timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(errors::timeout()),
+        }
+    }
+
+    /// Waits until the apply loop reached `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), Status> {
+        let mut applied = self.applied.clone();
+        applied
+            .wait_for(|a| *a >= index)
+            .await
+            .map(|_| ())
+            .map_err(|_| Status::unavailable(errors::text::STOPPED))
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+}

@@ -1,0 +1,296 @@
+//! Wiring a member together: bootstrap, Raft loop, apply loop, peer and client listeners, and
+//! publishing this member's client URLs to the cluster.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rampart_proto::etcdserverpb::cluster_server::ClusterServer;
+use rampart_proto::etcdserverpb::kv_server::KvServer;
+use rampart_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use rampart_proto::internal::{raft_request, MemberAttributes};
+use rampart_raft_node::transport::{PeerConnector, PeerService, PeerTransport, SnapshotSource};
+use rampart_raft_node::NodeConfig;
+use rampart_tls::{ClientTls, ServerTls, TlsIncoming, TlsOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::v3::cluster::ClusterService;
+use crate::api::v3::kv::KvService;
+use crate::api::v3::maintenance::MaintenanceService;
+use crate::apply_loop::ApplyLoop;
+use crate::bootstrap::bootstrap;
+use crate::etcdserver::{EtcdServer, Limits, Waiters};
+use crate::listen::{bind, parse_listen_url};
+use crate::settings::{request_timeout, ServerSettings};
+use crate::ServerError;
+
+/// Largest gRPC message a client may send: the request limit plus room for framing (etcd adds
+/// the same kind of headroom so that "request is too large" comes from the server, not gRPC).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Pause between attempts to publish this member's attributes while there is no leader yet.
+const PUBLISH_RETRY: Duration = Duration::from_millis(200);
+
+/// A started member.
+pub struct RunningServer {
+    pub server: Arc<EtcdServer>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops serving and stops the Raft loop. Everything acknowledged is already in the WAL.
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.server.raft.stop();
+    }
+}
+
+/// Starts a member and returns once its listeners are serving.
+pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError> {
+    tracing::info!(cluster_version = crate::ETCD_CLUSTER_VERSION, "enabled capabilities for version 3.4");
+    let boot = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || bootstrap(&settings))
+            .await
+            .map_err(|e| ServerError::Storage(format!("bootstrap task failed: {e}")))??
+    };
+    let member_id = boot.member_id;
+    let membership = Arc::new(boot.membership);
+    let cluster_id = membership.cluster_id();
+    let applied_index = boot.applier.consistent_index();
+    let applier = Arc::new(RwLock::new(boot.applier));
+
+    let peer_server_tls = match &settings.peer_tls {
+        Some(opts) => Some(ServerTls::new(opts.clone()).map_err(|e| ServerError::Tls(format!("peer TLS: {e}")))?),
+        None => None,
+    };
+    let peer_client_tls = match &settings.peer_tls {
+        Some(opts) => Some(Arc::new(peer_client_tls(opts)?)),
+        None => None,
+    };
+    let connect: PeerConnector = {
+        let tls = peer_client_tls.clone();
+        Arc::new(move |url: &str| {
+            rampart_tls::connect_channel_lazy(url, tls.as_deref()).map_err(|e| e.to_string())
+        })
+    };
+    let snapshot_source: SnapshotSource = {
+        let applier = applier.clone();
+        Arc::new(move || {
+            applier
+                .read()
+                .expect("applier")
+                .snapshot_bytes()
+                .map_err(|e| e.to_string())
+        })
+    };
+    let peers: HashMap<u64, Vec<String>> = membership
+        .members()
+        .into_iter()
+        .map(|m| (m.id, m.peer_urls))
+        .collect();
+    let transport = PeerTransport::new(
+        cluster_id,
+        member_id,
+        &peers,
+        connect,
+        snapshot_source,
+        tokio::runtime::Handle::current(),
+    );
+    let (raft, committed, _raft_thread) = rampart_raft_node::start(
+        NodeConfig {
+            id: member_id,
+            heartbeat_interval: settings.heartbeat_interval,
+            election_ticks: settings.election_ticks(),
+            applied_index,
+            fresh_cluster: boot.fresh && peers.len() > 1,
+        },
+        boot.storage,
+        boot.wal,
+        transport.clone(),
+    )?;
+    transport.attach(raft.clone());
+
+    let waiters = Arc::new(Waiters::default());
+    let (applied_tx, applied_rx) = watch::channel(applied_index);
+    let apply_loop = ApplyLoop {
+        applier: applier.clone(),
+        waiters: waiters.clone(),
+        membership: membership.clone(),
+        raft: raft.clone(),
+        applied: applied_tx,
+        snapshot_count: settings.snapshot_count.max(1),
+        local_member: member_id,
+    };
+    let last_snapshot = boot.last_snapshot_index;
+    std::thread::Builder::new()
+        .name("apply".into())
+        .spawn(move || apply_loop.run(committed, last_snapshot))
+        .map_err(|e| ServerError::io("cannot start the apply thread", e))?;
+
+    let server = Arc::new(EtcdServer::new(
+        member_id,
+        membership.clone(),
+        raft.clone(),
+        applier,
+        waiters,
+        applied_rx,
+        Limits {
+            max_request_bytes: settings.max_request_bytes,
+            max_txn_ops: settings.max_txn_ops,
+        },
+        request_timeout(settings.election_timeout),
+    ));
+
+    let mut tasks = Vec::new();
+    for raw in &settings.listen_peer_urls {
+        let url = parse_listen_url(raw)?;
+        let tls = tls_for(&url, raw, peer_server_tls.clone(), "peer")?;
+        let listener = bind(&url).await?;
+        let service = PeerService::new(cluster_id, raft.clone()).into_server();
+        let incoming = TlsIncoming::new(listener, tls);
+        tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "peer listener stopped");
+            }
+        }));
+        tracing::info!(url = %raw, "listening for peers");
+    }
+
+    let client_tls = match &settings.client_tls {
+        Some(opts) => Some(ServerTls::new(opts.clone()).map_err(|e| ServerError::Tls(format!("client TLS: {e}")))?),
+        None => None,
+    };
+    for raw in &settings.listen_client_urls {
+        let url = parse_listen_url(raw)?;
+        let tls = tls_for(&url, raw, client_tls.clone(), "client")?;
+        let listener = bind(&url).await?;
+        let incoming = TlsIncoming::new(listener, tls);
+        let max_message = settings.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        let routes = client_routes(server.clone(), max_message);
+        tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .accept_http1(true)
+                .add_routes(routes)
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "client listener stopped");
+            }
+        }));
+        if url.tls {
+            tracing::info!(address = %url.addr, "ready to serve client requests");
+        } else {
+            tracing::warn!(
+                address = %url.addr,
+                "ready to serve client requests; serving insecure client requests on {}, this is strongly discouraged!",
+                url.addr
+            );
+        }
+    }
+
+    tasks.push(tokio::spawn(publish_attributes(
+        server.clone(),
+        settings.name.clone(),
+        settings.advertise_client_urls.clone(),
+    )));
+    Ok(RunningServer { server, tasks })
+}
+
+fn tls_for(
+    url: &crate::listen::ListenUrl,
+    raw: &str,
+    tls: Option<ServerTls>,
+    kind: &str,
+) -> Result<Option<ServerTls>, ServerError> {
+    match (url.tls, tls) {
+        (true, Some(t)) => Ok(Some(t)),
+        (true, None) => Err(ServerError::Config(format!(
+            "{raw} is an https URL but no {kind} certificate is configured: pass --{}cert-file and --{}key-file (or --{}auto-tls)",
+            prefix(kind), prefix(kind), prefix(kind)
+        ))),
+        (false, _) => Ok(None),
+    }
+}
+
+fn prefix(kind: &str) -> &'static str {
+    if kind == "peer" {
+        "peer-"
+    } else {
+        ""
+    }
+}
+
+/// The peer certificate is also this member's client certificate towards other members.
+fn peer_client_tls(opts: &TlsOptions) -> Result<ClientTls, ServerError> {
+    ClientTls::new(rampart_tls::ClientTlsOptions {
+        trusted_ca_file: opts.trusted_ca_file.clone(),
+        cert_file: opts.cert_file.clone(),
+        key_file: opts.key_file.clone(),
+        server_name_override: None,
+        insecure_skip_verify: false,
+    })
+    .map_err(|e| ServerError::Tls(format!("peer TLS (client side): {e}")))
+}
+
+fn client_routes(server: Arc<EtcdServer>, max_message: usize) -> tonic::service::Routes {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    drop(health_reporter);
+    let grpc = tonic::service::Routes::new(
+        KvServer::new(KvService::new(server.clone()))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_message),
+    )
+    .add_service(
+        MaintenanceServer::new(MaintenanceService::new(server.clone()))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(health_service);
+    let router = grpc
+        .into_axum_router()
+        .merge(crate::api::http::router(server));
+    tonic::service::Routes::from(router)
+}
+
+/// Publishes this member's name and client URLs through Raft (etcd does the same at start), so
+/// `member list` on any member shows them.
+async fn publish_attributes(server: Arc<EtcdServer>, name: String, client_urls: Vec<String>) {
+    let attrs = MemberAttributes {
+        member_id: server.member_id,
+        name,
+        client_urls,
+    };
+    let published = |server: &EtcdServer| {
+        server
+            .membership
+            .get(server.member_id)
+            .is_some_and(|m| m.name == attrs.name && m.client_urls == attrs.client_urls)
+    };
+    loop {
+        if let Err(status) = server
+            .propose_without_waiting(raft_request::Request::MemberAttributes(attrs.clone()))
+            .await
+        {
+            tracing::debug!(error = %status.message(), "publish of member attributes will be retried");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < deadline {
+            if published(&server) {
+                return;
+            }
+            tokio::time::sleep(PUBLISH_RETRY / 4).await;
+        }
+        tokio::time::sleep(PUBLISH_RETRY).await;
+    }
+}
