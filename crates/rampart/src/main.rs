@@ -1,9 +1,10 @@
 //! The `rampart` binary: parses the command line and calls into the library crates.
 //!
-//! It is a multi-call binary: invoked through a link named `cfssl`, `cfssljson`, `etcd-ca`,
-//! `etcd` or `etcdctl` it behaves as that tool, so the tutorials' command lines run unchanged.
+//! It is a multi-call binary: invoked through a link named `cfssl`, `cfssljson`, `etcd-ca` or
+//! `etcd` it behaves as that tool, so the tutorials' command lines run unchanged.
 
 mod commands;
+mod logging;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -22,6 +23,14 @@ struct Cli {
 enum Command {
     /// The built-in certificate authority (replaces cfssl and etcd-ca).
     Pki(commands::pki::PkiArgs),
+    /// Run a member; takes etcd 3.4's flags and ETCD_* variables (`rampart server --help`).
+    #[command(disable_help_flag = true)]
+    Server {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Start a secure local 3-member cluster with its own CA (Ctrl-C stops it).
+    Up(commands::up::UpArgs),
 }
 
 /// The tool this process was invoked as, from the file name of argv[0].
@@ -39,10 +48,13 @@ fn main() -> ExitCode {
         "cfssl" => return commands::cfssl::run_cfssl(args),
         "cfssljson" => return commands::cfssl::run_cfssljson(args),
         "etcd-ca" => return commands::etcd_ca::run(args),
+        "etcd" => return commands::server::run(args.into_iter().skip(1).collect()),
         _ => {}
     }
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Pki(pki) => commands::pki::run(pki),
+        Command::Server { args } => commands::server::run(args),
+        Command::Up(up) => commands::up::run(up),
     }
 }

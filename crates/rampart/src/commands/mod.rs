@@ -3,3 +3,5 @@
 pub mod cfssl;
 pub mod etcd_ca;
 pub mod pki;
+pub mod server;
+pub mod up;

@@ -1,0 +1,71 @@
+//! `rampart server` (and the binary invoked as `etcd`): etcd's flags in, a running member out.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Runs a member with etcd-style arguments (without argv[0]) until SIGINT/SIGTERM.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let parsed = match rampart_config::parse(&args, &env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if parsed.show_help {
+        print!("{}", rampart_config::help_text());
+        return ExitCode::SUCCESS;
+    }
+    if parsed.show_version {
+        print!("{}", rampart_config::version_text());
+        return ExitCode::SUCCESS;
+    }
+    crate::logging::init(&parsed.config.log_level, &parsed.config.log_outputs);
+    for warning in &parsed.warnings {
+        tracing::warn!("{warning}");
+    }
+    let settings = match rampart_server::settings::from_config(&parsed.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match rampart_server::run(settings).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("received a stop signal; stopping the member");
+        running.shutdown();
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
