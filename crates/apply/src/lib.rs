@@ -1,1 +1,166 @@
-//! placeholder crate root
+//! The meaning of etcd's v3 KV requests, applied to the MVCC store.
+//!
+//! Owns: validation done before a request enters Raft ([`validate`]), applying committed
+//! requests in batches with etcd's semantics ([`Applier::apply_batch`]), serving reads outside
+//! Raft ([`Applier::range`]), and etcd's error texts and gRPC codes ([`ApplyError`]).
+//! Does not own: storage layout (`rampart-mvcc`), consensus, or the gRPC transport.
+
+mod error;
+mod kv;
+pub mod validate;
+
+use std::path::Path;
+
+use rampart_mvcc::{Durability, HashKv, MvccError, Store};
+use rampart_proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnResponse,
+};
+use rampart_proto::internal::{raft_request::Request, RaftRequest};
+use rampart_proto::mvccpb::Event;
+
+pub use error::ApplyError;
+
+/// The response to one applied request (headers carry only the revision; the server fills in
+/// cluster, member and term).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+/// One applied request: who waits for it, what it returned, what changed.
+#[derive(Debug)]
+pub struct Applied {
+    pub id: u64,
+    pub result: Result<Response, ApplyError>,
+    pub events: Vec<Event>,
+}
+
+pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+/// Applies committed requests to the store; the only writer of the store.
+pub struct Applier {
+    store: Store,
+}
+
+impl Applier {
+    pub fn open(path: &Path) -> Result<Applier, MvccError> {
+        Ok(Applier {
+            store: Store::open(path)?,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The last Raft index whose effects are in the store.
+    pub fn consistent_index(&self) -> u64 {
+        self.store.read().map(|r| r.consistent_index()).unwrap_or(0)
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.store.read().map(|r| r.current_revision()).unwrap_or(0)
+    }
+
+    pub fn db_size(&self) -> i64 {
+        self.store.sizes().0
+    }
+
+    pub fn db_size_in_use(&self) -> i64 {
+        self.store.sizes().1
+    }
+
+    /// Applies `requests` (Raft index, request) in order in one backend transaction, skipping
+    /// indexes the store already holds (replay after a restart), and records `last_index` as
+    /// the consistent index. An `Err` means the store itself failed; request-level failures
+    /// are in each [`Applied::result`].
+    pub fn apply_batch(
+        &mut self,
+        requests: &[(u64, RaftRequest)],
+        last_index: u64,
+        durability: Durability,
+    ) -> Result<Vec<Applied>, MvccError> {
+        let mut batch = self.store.write()?;
+        let already = batch.meta().consistent_index;
+        if last_index <= already && matches!(durability, Durability::None) {
+            return Ok(Vec::new());
+        }
+        let mut applied = Vec::with_capacity(requests.len());
+        for (index, request) in requests {
+            if *index <= already {
+                continue;
+            }
+            let mut events = Vec::new();
+            let result = match &request.request {
+                Some(Request::Put(put)) => kv::put(&mut batch, put, &mut events).map(Response::Put),
+                Some(Request::DeleteRange(del)) => {
+                    kv::delete_range(&mut batch, del, &mut events).map(Response::DeleteRange)
+                }
+                Some(Request::Txn(txn)) => kv::txn(&mut batch, txn, &mut events).map(Response::Txn),
+                Some(Request::Range(range)) => kv::range_in_batch(&batch, range).map(Response::Range),
+                Some(Request::Compaction(c)) => kv::compact(&mut batch, c).map(Response::Compaction),
+                Some(other) => Err(ApplyError::Unsupported(request_name(other))),
+                None => Err(ApplyError::Unsupported("empty request")),
+            };
+            if result.is_err() {
+                // A failed request writes nothing.
+                debug_assert!(events.is_empty());
+            }
+            batch.end_request();
+            applied.push(Applied {
+                id: request.id,
+                result,
+                events,
+            });
+        }
+        batch.commit(last_index.max(already), durability)?;
+        Ok(applied)
+    }
+
+    /// A read outside Raft (serializable, or after a ReadIndex barrier).
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, ApplyError> {
+        let view = self.store.read().map_err(ApplyError::from)?;
+        kv::range_in_view(&view, request)
+    }
+
+    pub fn hash_kv(&self, revision: i64) -> Result<HashKv, ApplyError> {
+        self.store
+            .read()
+            .and_then(|v| v.hash_kv(revision))
+            .map_err(ApplyError::from)
+    }
+
+    pub fn snapshot_bytes(&self) -> Result<Vec<u8>, MvccError> {
+        self.store.snapshot_bytes()
+    }
+
+    /// Replaces the store with a leader's snapshot.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
+        self.store.restore(bytes)
+    }
+}
+
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Range(_) => "range",
+        Request::Put(_) => "put",
+        Request::DeleteRange(_) => "delete range",
+        Request::Txn(_) => "txn",
+        Request::Compaction(_) => "compaction",
+        Request::LeaseGrant(_) => "lease grant",
+        Request::LeaseRevoke(_) => "lease revoke",
+        Request::Alarm(_) => "alarm",
+        Request::LeaseExpired(_) => "lease expiry",
+        Request::MemberAttributes(_) => "member attributes",
+    }
+}

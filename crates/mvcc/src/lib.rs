@@ -1,1 +1,87 @@
-//! placeholder crate root
+//! etcd's multi-version data model on a `redb` backend.
+//!
+//! Owns: revisions (main, sub), the per-key history (create/mod revision, version, lease,
+//! tombstones), ranges at any retained revision, events since a revision, compaction, HashKV,
+//! the consistent index (the last Raft index applied) and whole-store snapshots.
+//! Does not own: what a client request means (that is `rampart-apply`), leases' lifetimes, or
+//! durability of the Raft log (the WAL).
+//!
+//! # Layout
+//! - `kv`: `(user key, main revision)` → encoded [`Version`] (value, create rev, version, lease,
+//!   sub revision, tombstone flag). Ordered by key, then revision, so a range at revision R reads
+//!   each key's latest version ≤ R with one ordered scan and no in-memory index (fast restarts,
+//!   small resident memory).
+//! - `revs`: `(main, sub)` → user key: the change log in revision order, for watch catch-up and
+//!   compaction.
+//! - `meta`: current revision, compacted revision, consistent index.
+//!
+//! Writes happen in a [`WriteBatch`] (one redb write transaction for many Raft entries); each
+//! request in it gets its own main revision.
+
+mod codec;
+mod snapshot;
+mod store;
+mod write;
+
+pub use codec::Version;
+pub use redb::Durability;
+pub use store::{HashKv, RangeResult, ReadView, Store};
+pub use write::WriteBatch;
+
+/// Errors of the store. Texts of the client-visible ones are etcd's.
+#[derive(Debug, thiserror::Error)]
+pub enum MvccError {
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("backend {path}: {message}")]
+    Backend { path: String, message: String },
+    #[error("backend record is damaged: {0}")]
+    Damaged(String),
+    #[error("snapshot data is damaged: {0}")]
+    BadSnapshot(String),
+}
+
+impl MvccError {
+    pub(crate) fn backend(path: &std::path::Path, e: impl std::fmt::Display) -> MvccError {
+        MvccError::Backend {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The end of a range, etcd style: empty = the single key, `\0` = everything from the key on.
+pub fn range_bounds<'a>(key: &'a [u8], range_end: &'a [u8]) -> RangeSpec<'a> {
+    if range_end.is_empty() {
+        RangeSpec::Single(key)
+    } else if range_end == [0] {
+        RangeSpec::From(key)
+    } else {
+        RangeSpec::Between(key, range_end)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum RangeSpec<'a> {
+    Single(&'a [u8]),
+    From(&'a [u8]),
+    Between(&'a [u8], &'a [u8]),
+}
+
+impl RangeSpec<'_> {
+    pub fn contains(&self, k: &[u8]) -> bool {
+        match *self {
+            RangeSpec::Single(key) => k == key,
+            RangeSpec::From(key) => k >= key,
+            RangeSpec::Between(key, end) => k >= key && k < end,
+        }
+    }
+
+    pub fn start(&self) -> &[u8] {
+        match *self {
+            RangeSpec::Single(k) | RangeSpec::From(k) | RangeSpec::Between(k, _) => k,
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Opening the backend, the metadata, and reads (ranges, events, hashes).
+
+use std::path::{Path, PathBuf};
+
+use rampart_proto::mvccpb::{event::EventType, Event, KeyValue};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::codec::Version;
+use crate::{range_bounds, MvccError, RangeSpec};
+
+pub(crate) const KV: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("kv");
+pub(crate) const REVS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("revs");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub(crate) const META_CURRENT_REV: &str = "current_revision";
+pub(crate) const META_COMPACT_REV: &str = "compact_revision";
+pub(crate) const META_CONSISTENT_INDEX: &str = "consistent_index";
+
+/// Revisions and the applied index, as of one transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub current_revision: i64,
+    pub compact_revision: i64,
+    pub consistent_index: u64,
+}
+
+pub struct Store {
+    pub(crate) db: Database,
+    pub(crate) path: PathBuf,
+}
+
+/// Keys of a range at one revision.
+#[derive(Debug, Default)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Live keys in the range (all of them, not only the ones returned).
+    pub count: i64,
+    /// The store's current revision.
+    pub revision: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashKv {
+    pub hash: u32,
+    pub compact_revision: i64,
+    pub hash_revision: i64,
+}
+
+impl Store {
+    /// Opens (or creates) the backend file.
+    pub fn open(path: &Path) -> Result<Store, MvccError> {
+        let db = Database::create(path).map_err(|e| MvccError::backend(path, e))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        // Make sure the tables exist so readers never see "table does not exist".
+        let txn = store.db.begin_write().map_err(|e| MvccError::backend(path, e))?;
+        {
+            txn.open_table(KV).map_err(|e| MvccError::backend(path, e))?;
+            txn.open_table(REVS).map_err(|e| MvccError::backend(path, e))?;
+            txn.open_table(META).map_err(|e| MvccError::backend(path, e))?;
+        }
+        txn.commit().map_err(|e| MvccError::backend(path, e))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A consistent read-only view of the latest committed state.
+    pub fn read(&self) -> Result<ReadView, MvccError> {
+        let txn = self.db.begin_read().map_err(|e| MvccError::backend(&self.path, e))?;
+        let err = |e: redb::TableError| MvccError::backend(&self.path, e);
+        let kv = txn.open_table(KV).map_err(err)?;
+        let revs = txn.open_table(REVS).map_err(err)?;
+        let meta_table = txn.open_table(META).map_err(err)?;
+        let meta = read_meta(&meta_table).map_err(|e| MvccError::backend(&self.path, e))?;
+        Ok(ReadView {
+            kv,
+            revs,
+            meta,
+            path: self.path.clone(),
+        })
+    }
+
+    /// File size and bytes in use, for Status (dbSize, dbSizeInUse).
+    pub fn sizes(&self) -> (i64, i64) {
+        let file = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
+        let in_use = self
+            .db
+            .begin_write()
+            .ok()
+            .and_then(|t| {
+                let s = t.stats().ok().map(|s| s.stored_bytes() as i64);
+                let _ = t.abort();
+                s
+            })
+            .unwrap_or(file);
+        (file, in_use.min(file.max(in_use)))
+    }
+}
+
+pub(crate) fn read_meta(
+    table: &impl ReadableTable<&'static str, u64>,
+) -> Result<Meta, redb::StorageError> {
+    let get = |k: &str| -> Result<u64, redb::StorageError> {
+        Ok(table.get(k)?.map(|v| v.value()).unwrap_or(0))
+    };
+    Ok(Meta {
+        current_revision: get(META_CURRENT_REV)? as i64,
+        compact_revision: get(META_COMPACT_REV)? as i64,
+        consistent_index: get(META_CONSISTENT_INDEX)?,
+    })
+}
+
+/// A read transaction's view.
+pub struct ReadView {
+    kv: redb::ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
+    revs: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
+    meta: Meta,
+    path: PathBuf,
+}
+
+impl ReadView {
+    pub fn meta(&self) -> Meta {
+        self.meta
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.meta.current_revision
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.meta.compact_revision
+    }
+
+    pub fn consistent_index(&self) -> u64 {
+        self.meta.consistent_index
+    }
+
+    /// Live keys in `[key, range_end)` at `revision` (0 = current); at most `limit` returned
+    /// (0 = all), `count` counts all.
+    pub fn range(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        revision: i64,
+        limit: usize,
+    ) -> Result<RangeResult, MvccError> {
+        let at = check_revision(revision, self.meta)?;
+        let (kvs, count) = range_at(&self.kv, range_bounds(key, range_end), at, limit)
+            .map_err(|e| MvccError::backend(&self.path, e))??;
+        Ok(RangeResult {
+            kvs,
+            count,
+            revision: self.meta.current_revision,
+        })
+    }
+
+    /// Changes in `[key, range_end)` with revision ≥ `from`, in revision order, at most `limit`
+    /// revisions' worth (whole revisions are never split).
+    pub fn events(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<Event>, MvccError> {
+        if from <= self.meta.compact_revision && from > 0 {
+            return Err(MvccError::Compacted);
+        }
+        let spec = range_bounds(key, range_end);
+        let mut events = Vec::new();
+        let mut last_main = 0u64;
+        let iter = self
+            .revs
+            .range((from.max(1) as u64, 0u64)..)
+            .map_err(|e| MvccError::backend(&self.path, e))?;
+        for item in iter {
+            let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
+            let (main, _sub) = k.value();
+            if limit > 0 && events.len() >= limit && main != last_main {
+                break;
+            }
+            let user_key = v.value();
+            if !spec.contains(user_key) {
+                continue;
+            }
+            let Some(stored) = self
+                .kv
+                .get((user_key, main))
+                .map_err(|e| MvccError::backend(&self.path, e))?
+            else {
+                continue;
+            };
+            let version = Version::decode(stored.value())?;
+            let mut kv = version.to_key_value(user_key, main as i64);
+            let event_type = if version.tombstone {
+                kv = KeyValue {
+                    key: user_key.to_vec(),
+                    mod_revision: main as i64,
+                    ..Default::default()
+                };
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            events.push(Event {
+                r#type: event_type as i32,
+                kv: Some(kv),
+                prev_kv: None,
+            });
+            last_main = main;
+        }
+        Ok(events)
+    }
+
+    /// etcd's HashKV: a CRC32C over every retained version up to `revision` (0 = current).
+    pub fn hash_kv(&self, revision: i64) -> Result<HashKv, MvccError> {
+        let at = check_revision(revision, self.meta)?;
+        let mut crc = 0u32;
+        let iter = self.kv.iter().map_err(|e| MvccError::backend(&self.path, e))?;
+        for item in iter {
+            let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
+            let (key, main) = k.value();
+            if main as i64 > at {
+                continue;
+            }
+            crc = crc32c::crc32c_append(crc, key);
+            crc = crc32c::crc32c_append(crc, &main.to_be_bytes());
+            crc = crc32c::crc32c_append(crc, v.value());
+        }
+        Ok(HashKv {
+            hash: crc,
+            compact_revision: self.meta.compact_revision,
+            hash_revision: at,
+        })
+    }
+
+    /// Number of stored versions (for tests and metrics).
+    pub fn version_count(&self) -> Result<u64, MvccError> {
+        self.kv.len().map_err(|e| MvccError::backend(&self.path, e))
+    }
+}
+
+/// The revision to read at: 0 means current; compacted and future revisions are errors.
+pub(crate) fn check_revision(revision: i64, meta: Meta) -> Result<i64, MvccError> {
+    if revision <= 0 {
+        return Ok(meta.current_revision);
+    }
+    if revision > meta.current_revision {
+        return Err(MvccError::FutureRevision);
+    }
+    if revision < meta.compact_revision {
+        return Err(MvccError::Compacted);
+    }
+    Ok(revision)
+}
+
+/// Live keys of `spec` at revision `at`: each key's latest version ≤ `at`, unless a tombstone.
+pub(crate) fn range_at(
+    kv: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    spec: RangeSpec<'_>,
+    at: i64,
+    limit: usize,
+) -> Result<Result<(Vec<KeyValue>, i64), MvccError>, redb::StorageError> {
+    let iter = match spec {
+        RangeSpec::Single(k) => kv.range((k, 0u64)..=(k, u64::MAX))?,
+        RangeSpec::From(k) => kv.range((k, 0u64)..)?,
+        RangeSpec::Between(k, end) => {
+            if end <= k {
+                return Ok(Ok((Vec::new(), 0)));
+            }
+            kv.range((k, 0u64)..(end, 0u64))?
+        }
+    };
+    let mut kvs = Vec::new();
+    let mut count = 0i64;
+    // The latest version ≤ at of the key being scanned.
+    let mut current: Option<(Vec<u8>, u64, Vec<u8>)> = None;
+    let finish = |cur: Option<(Vec<u8>, u64, Vec<u8>)>, kvs: &mut Vec<KeyValue>, count: &mut i64| -> Result<(), MvccError> {
+        if let Some((key, main, raw)) = cur {
+            let v = Version::decode(&raw)?;
+            if !v.tombstone {
+                *count += 1;
+                if limit == 0 || kvs.len() < limit {
+                    kvs.push(v.to_key_value(&key, main as i64));
+                }
+            }
+        }
+        Ok(())
+    };
+    for item in iter {
+        let (k, v) = item?;
+        let (key, main) = k.value();
+        if !spec.contains(key) {
+            continue;
+        }
+        let same_key = current.as_ref().is_some_and(|(ck, _, _)| ck.as_slice() == key);
+        if !same_key {
+            if let Err(e) = finish(current.take(), &mut kvs, &mut count) {
+                return Ok(Err(e));
+            }
+        }
+        if main as i64 <= at {
+            current = Some((key.to_vec(), main, v.value().to_vec()));
+        } else if !same_key {
+            current = None;
+        }
+    }
+    if let Err(e) = finish(current.take(), &mut kvs, &mut count) {
+        return Ok(Err(e));
+    }
+    Ok(Ok((kvs, count)))
+}

@@ -1,0 +1,237 @@
+//! Writes: a batch of requests applied in one redb write transaction.
+
+use std::collections::HashMap;
+
+use rampart_proto::mvccpb::{event::EventType, Event, KeyValue};
+use redb::{Durability, ReadableTable, WriteTransaction};
+
+use crate::codec::Version;
+use crate::store::{
+    check_revision, range_at, read_meta, Meta, RangeResult, Store, KV, META, META_COMPACT_REV,
+    META_CONSISTENT_INDEX, META_CURRENT_REV, REVS,
+};
+use crate::{range_bounds, MvccError};
+
+/// One write transaction spanning many requests.
+pub struct WriteBatch {
+    txn: WriteTransaction,
+    meta: Meta,
+    start_meta: Meta,
+    /// Sub revision of the next write in the request being applied (0 = nothing written yet).
+    sub: u64,
+    path: std::path::PathBuf,
+}
+
+impl Store {
+    /// Starts a write batch.
+    pub fn write(&self) -> Result<WriteBatch, MvccError> {
+        let txn = self.db.begin_write().map_err(|e| MvccError::backend(&self.path, e))?;
+        let meta = {
+            let table = txn.open_table(META).map_err(|e| MvccError::backend(&self.path, e))?;
+            read_meta(&table).map_err(|e| MvccError::backend(&self.path, e))?
+        };
+        Ok(WriteBatch {
+            txn,
+            meta,
+            start_meta: meta,
+            sub: 0,
+            path: self.path.clone(),
+        })
+    }
+}
+
+impl WriteBatch {
+    fn err(&self, e: impl std::fmt::Display) -> MvccError {
+        MvccError::backend(&self.path, e)
+    }
+
+    pub fn meta(&self) -> Meta {
+        self.meta
+    }
+
+    /// The revision the current request writes at.
+    pub fn pending_revision(&self) -> i64 {
+        self.meta.current_revision + 1
+    }
+
+    /// The revision reads of the current request see: the pending one once it has written.
+    pub fn read_revision(&self) -> i64 {
+        if self.sub > 0 {
+            self.pending_revision()
+        } else {
+            self.meta.current_revision
+        }
+    }
+
+    /// Reads within the batch, seeing earlier writes (also of the current request).
+    pub fn range(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        revision: i64,
+        limit: usize,
+    ) -> Result<RangeResult, MvccError> {
+        let visible = Meta {
+            current_revision: self.read_revision(),
+            ..self.meta
+        };
+        let at = check_revision(revision, visible)?;
+        let table = self.txn.open_table(KV).map_err(|e| self.err(e))?;
+        let (kvs, count) =
+            range_at(&table, range_bounds(key, range_end), at, limit).map_err(|e| self.err(e))??;
+        Ok(RangeResult {
+            kvs,
+            count,
+            revision: visible.current_revision,
+        })
+    }
+
+    fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
+        Ok(self.range(key, &[], 0, 1)?.kvs.pop())
+    }
+
+    /// Puts `key` at the pending revision; returns the previous live version.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+    ) -> Result<(Option<KeyValue>, Event), MvccError> {
+        let prev = self.latest(key)?;
+        let rev = self.pending_revision();
+        let version = Version {
+            sub: self.sub,
+            create_revision: prev.as_ref().map(|p| p.create_revision).unwrap_or(rev),
+            version: prev.as_ref().map(|p| p.version).unwrap_or(0) + 1,
+            lease,
+            tombstone: false,
+            value,
+        };
+        self.store_version(key, rev, &version)?;
+        let event = Event {
+            r#type: EventType::Put as i32,
+            kv: Some(version.to_key_value(key, rev)),
+            prev_kv: prev.clone(),
+        };
+        Ok((prev, event))
+    }
+
+    /// Deletes the live keys of the range at the pending revision; returns them.
+    pub fn delete_range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+    ) -> Result<(Vec<KeyValue>, Vec<Event>), MvccError> {
+        let live = self.range(key, range_end, 0, 0)?.kvs;
+        let rev = self.pending_revision();
+        let mut events = Vec::with_capacity(live.len());
+        for kv in &live {
+            let tomb = Version {
+                sub: self.sub,
+                create_revision: 0,
+                version: 0,
+                lease: 0,
+                tombstone: true,
+                value: Vec::new(),
+            };
+            self.store_version(&kv.key, rev, &tomb)?;
+            events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(KeyValue {
+                    key: kv.key.clone(),
+                    mod_revision: rev,
+                    ..Default::default()
+                }),
+                prev_kv: Some(kv.clone()),
+            });
+        }
+        Ok((live, events))
+    }
+
+    fn store_version(&mut self, key: &[u8], rev: i64, v: &Version) -> Result<(), MvccError> {
+        let sub = self.sub;
+        {
+            let mut kv = self.txn.open_table(KV).map_err(|e| self.err(e))?;
+            kv.insert((key, rev as u64), v.encode().as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        {
+            let mut revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
+            revs.insert((rev as u64, sub), key).map_err(|e| self.err(e))?;
+        }
+        self.sub += 1;
+        Ok(())
+    }
+
+    /// Ends the current request: if it wrote, the pending revision becomes current.
+    pub fn end_request(&mut self) {
+        if self.sub > 0 {
+            self.meta.current_revision += 1;
+            debug_assert!(self.meta.current_revision > self.start_meta.current_revision);
+            self.sub = 0;
+        }
+    }
+
+    /// Physically removes versions not needed to read at revisions ≥ `revision`.
+    pub fn compact(&mut self, revision: i64) -> Result<(), MvccError> {
+        if revision <= self.meta.compact_revision {
+            return Err(MvccError::Compacted);
+        }
+        if revision > self.meta.current_revision {
+            return Err(MvccError::FutureRevision);
+        }
+        let mut changes: Vec<((u64, u64), Vec<u8>)> = Vec::new();
+        {
+            let revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
+            for item in revs.range(..=(revision as u64, u64::MAX)).map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                changes.push((k.value(), v.value().to_vec()));
+            }
+        }
+        // The latest change ≤ revision of each key survives (unless it is a deletion).
+        let mut latest: HashMap<&[u8], u64> = HashMap::new();
+        for ((main, _), key) in &changes {
+            latest.insert(key.as_slice(), *main);
+        }
+        let mut kv = self.txn.open_table(KV).map_err(|e| self.err(e))?;
+        let mut revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
+        for ((main, sub), key) in &changes {
+            let keep = latest.get(key.as_slice()) == Some(main)
+                && match kv.get((key.as_slice(), *main)).map_err(|e| MvccError::backend(&self.path, e))? {
+                    Some(raw) => !Version::decode(raw.value())?.tombstone,
+                    None => false,
+                };
+            if !keep {
+                kv.remove((key.as_slice(), *main)).map_err(|e| MvccError::backend(&self.path, e))?;
+                revs.remove((*main, *sub)).map_err(|e| MvccError::backend(&self.path, e))?;
+            }
+        }
+        self.meta.compact_revision = revision;
+        Ok(())
+    }
+
+    /// Commits the batch with `consistent_index` as the last applied Raft index.
+    pub fn commit(mut self, consistent_index: u64, durability: Durability) -> Result<Meta, MvccError> {
+        debug_assert!(self.sub == 0, "a request was left open");
+        debug_assert!(
+            consistent_index >= self.start_meta.consistent_index,
+            "consistent index went backwards"
+        );
+        self.meta.consistent_index = consistent_index;
+        {
+            let mut meta = self.txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(META_CURRENT_REV, self.meta.current_revision as u64)
+                .map_err(|e| MvccError::backend(&self.path, e))?;
+            meta.insert(META_COMPACT_REV, self.meta.compact_revision as u64)
+                .map_err(|e| MvccError::backend(&self.path, e))?;
+            meta.insert(META_CONSISTENT_INDEX, consistent_index)
+                .map_err(|e| MvccError::backend(&self.path, e))?;
+        }
+        self.txn
+            .set_durability(durability)
+            .map_err(|e| MvccError::backend(&self.path, e))?;
+        let meta = self.meta;
+        self.txn.commit().map_err(|e| MvccError::backend(&self.path, e))?;
+        Ok(meta)
+    }
+}
