@@ -1,0 +1,209 @@
+//! Dialing TLS (or plaintext) gRPC channels, with certificates reloaded when their files change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::reload::Reloading;
+use crate::{load, provider, TlsError};
+
+/// Client-side TLS settings (etcdctl's `--cacert --cert --key --insecure-skip-tls-verify`).
+#[derive(Debug, Clone, Default)]
+pub struct ClientTlsOptions {
+    pub trusted_ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Name to verify the server certificate against instead of the URL's host.
+    pub server_name_override: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<Reloading<Arc<ClientConfig>>>,
+    server_name_override: Option<String>,
+}
+
+impl ClientTls {
+    pub fn new(options: ClientTlsOptions) -> Result<ClientTls, TlsError> {
+        let files: Vec<PathBuf> = [&options.trusted_ca_file, &options.cert_file, &options.key_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let server_name_override = options.server_name_override.clone();
+        let config = Reloading::new(
+            "client TLS",
+            files,
+            Box::new(move || build_client_config(&options).map(Arc::new)),
+        )?;
+        Ok(ClientTls {
+            config: Arc::new(config),
+            server_name_override,
+        })
+    }
+
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.config.get()
+    }
+
+    /// Handshakes over an established TCP connection to `host`.
+    pub async fn connect(
+        &self,
+        host: &str,
+        tcp: tokio::net::TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let name = self.server_name_override.as_deref().unwrap_or(host);
+        let server_name = ServerName::try_from(name.trim_start_matches('[').trim_end_matches(']').to_string())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad server name {name:?}: {e}")))?;
+        tokio_rustls::TlsConnector::from(self.config())
+            .connect(server_name, tcp)
+            .await
+    }
+}
+
+fn build_client_config(o: &ClientTlsOptions) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = if o.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(crate::explain::NoVerification(provider())))
+    } else {
+        let roots = match &o.trusted_ca_file {
+            Some(ca) => load::roots("--cacert", ca)?,
+            None => {
+                // Without a CA, trust nothing: the error then tells the user to pass --cacert.
+                rustls::RootCertStore::empty()
+            }
+        };
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match (&o.cert_file, &o.key_file) {
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(load::certs("--cert", cert)?, load::key("--key", key)?)
+            .map_err(|e| TlsError::Config(format!("--cert {} and --key {} do not match: {e}", cert.display(), key.display())))?,
+        (None, None) => builder.with_no_client_auth(),
+        (Some(_), None) => return Err(TlsError::Config("--cert given without --key".into())),
+        (None, Some(_)) => return Err(TlsError::Config("--key given without --cert".into())),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// Splits `scheme://host:port` into (tls, host, port).
+fn parse_target(url: &str) -> Result<(bool, String, u16), TlsError> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("unixs://") {
+        (true, r)
+    } else {
+        (false, url)
+    };
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| TlsError::Connect(format!("{url}: no port in the address")))?;
+    let port = port
+        .parse()
+        .map_err(|_| TlsError::Connect(format!("{url}: bad port {port:?}")))?;
+    Ok((tls, host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+}
+
+fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<(Endpoint, impl tower::Service<Uri, Response = TokioIo<crate::client::ClientConn>, Error = std::io::Error, Future = impl Send> + Clone + Send + 'static), TlsError> {
+    let (use_tls, host, port) = parse_target(url)?;
+    let client_tls = match (use_tls, tls) {
+        (true, Some(t)) => Some(t.clone()),
+        (true, None) => {
+            return Err(TlsError::Connect(format!(
+                "{url} uses TLS but no TLS settings were given: pass --cacert (and --cert/--key for mutual TLS)"
+            )))
+        }
+        (false, _) => None,
+    };
+    // tonic only sees a plaintext URI; the connector below does TCP + TLS itself.
+    let endpoint = Endpoint::from_shared(format!("http://{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() }))
+        .map_err(|e| TlsError::Connect(format!("{url}: {e}")))?
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let connector = tower::service_fn(move |_uri: Uri| {
+        let host = host.clone();
+        let client_tls = client_tls.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            let _ = tcp.set_nodelay(true);
+            let conn = match client_tls {
+                Some(t) => ClientConn::Tls(Box::new(t.connect(&host, tcp).await?)),
+                None => ClientConn::Plain(tcp),
+            };
+            Ok::<_, std::io::Error>(TokioIo::new(conn))
+        }
+    });
+    Ok((endpoint, connector))
+}
+
+/// Connects now (failing fast with a clear error) to `url`.
+pub async fn connect_channel(url: &str, tls: Option<&ClientTls>, connect_timeout: Duration) -> Result<Channel, TlsError> {
+    let (endpoint, connector) = endpoint(url, tls)?;
+    let endpoint = endpoint.connect_timeout(connect_timeout);
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| TlsError::Connect(crate::explain::explain_connect_error(url, &e)))
+}
+
+/// A channel that connects on first use and reconnects by itself (for long-lived peers).
+pub fn connect_channel_lazy(url: &str, tls: Option<&ClientTls>) -> Result<Channel, TlsError> {
+    let (endpoint, connector) = endpoint(url, tls)?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(3))
+        .connect_with_connector_lazy(connector))
+}
+
+pub enum ClientConn {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            ClientConn::Plain($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
+            }
+            ClientConn::Tls($s) => {
+                let $s = std::pin::Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for ClientConn {
+    fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for ClientConn {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
