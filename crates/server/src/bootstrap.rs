@@ -181,7 +181,8 @@ pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError>
     let applier = open_applier(&dirs)?;
     let mut conf_state = ConfState::default();
     conf_state.voters = members.iter().map(|m| m.id).collect();
-    let storage = RaftStorage::recover(None, Default::default(), &[], Some(conf_state))?;
+    let storage = RaftStorage::recover(None, Default::default(), &[], Some(conf_state))
+        .map_err(|e| ServerError::Storage(format!("cannot set up the raft log: {e}")))?;
     tracing::info!(
         member_id = format!("{member_id:x}"),
         cluster_id = format!("{flag_cluster:x}"),

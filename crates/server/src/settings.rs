@@ -43,3 +43,43 @@ impl ServerSettings {
         (ticks as usize).max(2)
     }
 }
+
+/// Takes what the server needs from the parsed etcd-style configuration.
+pub fn from_config(c: &rampart_config::ServerConfig) -> Result<ServerSettings, crate::ServerError> {
+    let tls = |t: &rampart_config::TlsSettings, auto_dir: PathBuf| -> Option<TlsOptions> {
+        if !t.is_configured() {
+            return None;
+        }
+        Some(TlsOptions {
+            cert_file: t.cert_file.clone(),
+            key_file: t.key_file.clone(),
+            trusted_ca_file: t.trusted_ca_file.clone(),
+            client_cert_auth: t.client_cert_auth,
+            crl_file: t.crl_file.clone(),
+            allowed_cn: t.allowed_cn.clone(),
+            allowed_hostname: t.allowed_hostname.clone(),
+            min_version: Some(c.tls_min_version.clone()),
+            cipher_suites: c.cipher_suites.clone(),
+            auto_tls_dir: t.auto_tls.then_some(auto_dir),
+        })
+    };
+    Ok(ServerSettings {
+        name: c.name.clone(),
+        data_dir: c.data_dir.clone(),
+        wal_dir: c.wal_dir.clone(),
+        listen_client_urls: c.listen_client_urls.clone(),
+        advertise_client_urls: c.advertise_client_urls.clone(),
+        listen_peer_urls: c.listen_peer_urls.clone(),
+        initial_advertise_peer_urls: c.initial_advertise_peer_urls.clone(),
+        initial_cluster: c.initial_cluster.clone(),
+        initial_cluster_state_new: c.initial_cluster_state == rampart_config::ClusterState::New,
+        initial_cluster_token: c.initial_cluster_token.clone(),
+        heartbeat_interval: c.heartbeat_interval,
+        election_timeout: c.election_timeout,
+        snapshot_count: c.snapshot_count,
+        max_request_bytes: c.max_request_bytes,
+        max_txn_ops: c.max_txn_ops,
+        client_tls: tls(&c.client_tls, c.data_dir.join("fixtures").join("client")),
+        peer_tls: tls(&c.peer_tls, c.data_dir.join("fixtures").join("peer")),
+    })
+}
