@@ -109,7 +109,8 @@ pub(crate) fn read_meta(
         Ok(table.get(k)?.map(|v| v.value()).unwrap_or(0))
     };
     Ok(Meta {
-        current_revision: get(META_CURRENT_REV)? as i64,
+        // etcd's store starts at revision 1, so the first write is revision 2.
+        current_revision: (get(META_CURRENT_REV)? as i64).max(1),
         compact_revision: get(META_COMPACT_REV)? as i64,
         consistent_index: get(META_CONSISTENT_INDEX)?,
     })
