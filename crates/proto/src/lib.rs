@@ -1,6 +1,7 @@
 //! etcd's v3 API as Rust types, generated from our own `.proto` files (written from etcd 3.4's
-//! API reference, wire-identical), plus Rampart's internal messages (Raft log entries, peer
-//! transport).
+//! API reference, wire-identical): packages `etcdserverpb` (KV, Watch, Lease, Cluster,
+//! Maintenance, Auth), `mvccpb`, `authpb`, `v3lockpb` (Lock) and `v3electionpb` (Election), plus
+//! Rampart's internal messages (Raft log entries, peer transport).
 //!
 //! Owns: message and service definitions only. Does not own: what the requests mean (see
 //! `rampart-apply`) or how they are served (`rampart-server`).
@@ -17,6 +18,14 @@ pub mod authpb {
 
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+}
+
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
 }
 
 /// Rampart's own packages (`rampart.internal`, `rampart.peer`); nested as their package

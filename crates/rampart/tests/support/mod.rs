@@ -115,7 +115,17 @@ impl Cluster {
     }
 
     pub fn start_member(&mut self, i: usize) {
+        self.start_member_inner(i, None);
+    }
+
+    /// Starts member `i` with its peer certificate (and peer CA) taken from another CA.
+    pub fn start_member_with_peer_pki(&mut self, i: usize, peer: &Pki) {
+        self.start_member_inner(i, Some(peer));
+    }
+
+    fn start_member_inner(&mut self, i: usize, peer_pki: Option<&Pki>) {
         let pki = &self.pki;
+        let peer = peer_pki.unwrap_or(pki);
         let m = &self.members[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -137,9 +147,9 @@ impl Cluster {
             .arg(format!("--key-file={}", pki.file("member-key.pem")))
             .arg(format!("--trusted-ca-file={}", pki.file("ca.pem")))
             .arg("--client-cert-auth")
-            .arg(format!("--peer-cert-file={}", pki.file("member.pem")))
-            .arg(format!("--peer-key-file={}", pki.file("member-key.pem")))
-            .arg(format!("--peer-trusted-ca-file={}", pki.file("ca.pem")))
+            .arg(format!("--peer-cert-file={}", peer.file("member.pem")))
+            .arg(format!("--peer-key-file={}", peer.file("member-key.pem")))
+            .arg(format!("--peer-trusted-ca-file={}", peer.file("ca.pem")))
             .arg("--peer-client-cert-auth")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
