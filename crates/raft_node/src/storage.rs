@@ -17,6 +17,18 @@ use raft::{GetEntriesContext, RaftState};
 /// from the log instead of receiving a whole snapshot (etcd's `SnapshotCatchUpEntries`).
 pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
 
+/// The catch-up window in force: `RAMPART_SNAPSHOT_CATCH_UP_ENTRIES` overrides it so tests can
+/// make a follower fall behind the log with a few writes.
+fn catch_up_entries() -> u64 {
+    static VALUE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *VALUE.get_or_init(|| {
+        std::env::var("RAMPART_SNAPSHOT_CATCH_UP_ENTRIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(SNAPSHOT_CATCH_UP_ENTRIES)
+    })
+}
+
 #[derive(Clone)]
 pub struct RaftStorage {
     mem: MemStorage,
@@ -76,7 +88,7 @@ impl RaftStorage {
         meta.term = term;
         meta.set_conf_state(conf_state);
         *self.last_snapshot.lock().expect("snapshot lock") = meta.clone();
-        let compact_to = index.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES);
+        let compact_to = index.saturating_sub(catch_up_entries());
         if compact_to > 0 {
             self.mem.wl().compact(compact_to)?;
         }

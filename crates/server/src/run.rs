@@ -278,11 +278,17 @@ async fn publish_attributes(server: Arc<EtcdServer>, name: String, client_urls: 
             .is_some_and(|m| m.name == attrs.name && m.client_urls == attrs.client_urls)
     };
     loop {
+        if server.raft.status().leader() == 0 {
+            tokio::time::sleep(PUBLISH_RETRY / 4).await;
+            continue;
+        }
         if let Err(status) = server
             .propose_without_waiting(raft_request::Request::MemberAttributes(attrs.clone()))
             .await
         {
             tracing::debug!(error = %status.message(), "publish of member attributes will be retried");
+            tokio::time::sleep(PUBLISH_RETRY).await;
+            continue;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while tokio::time::Instant::now() < deadline {

@@ -41,21 +41,48 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// A CA with server/peer certificates for 127.0.0.1/localhost and a client certificate.
+/// A CA with a member certificate (serverAuth + clientAuth, for 127.0.0.1/localhost) and a
+/// client certificate (CN root), made with openssl so cluster tests do not depend on
+/// `rampart pki` (which has tests of its own).
 pub struct Pki {
     pub dir: PathBuf,
 }
 
+fn openssl(dir: &Path, args: &[&str]) {
+    run_ok(Command::new("openssl").current_dir(dir).args(args));
+}
+
 impl Pki {
     pub fn new(dir: &Path) -> Pki {
-        let d = dir.to_str().unwrap();
-        run_ok(Command::new(rampart_bin()).args(["pki", "init", "--dir", d, "--cn", "test-ca"]));
-        run_ok(Command::new(rampart_bin()).args([
-            "pki", "issue", "member", "--profile", "peer", "--hosts", "127.0.0.1,localhost", "--dir", d,
-        ]));
-        run_ok(Command::new(rampart_bin()).args([
-            "pki", "issue", "client", "--profile", "client", "--cn", "root", "--dir", d,
-        ]));
+        std::fs::create_dir_all(dir).unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=test-ca", "-days", "2",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(dir, &ca);
+        for (name, cn, ext) in [
+            ("member", "member", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"),
+            ("client", "root", "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"),
+        ] {
+            let key = format!("{name}-key.pem");
+            let csr = format!("{name}.csr");
+            let subj = format!("/CN={cn}");
+            let mut req = vec!["req"];
+            req.extend(ec);
+            req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(dir, &req);
+            let extfile = dir.join(format!("{name}.ext"));
+            std::fs::write(&extfile, ext.replace("\\n", "\n")).unwrap();
+            let cert = format!("{name}.pem");
+            openssl(dir, &[
+                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                "-CAcreateserial", "-out", &cert, "-days", "2", "-extfile", extfile.to_str().unwrap(),
+            ]);
+        }
         Pki { dir: dir.to_path_buf() }
     }
 
@@ -78,11 +105,18 @@ pub struct Cluster {
     pub members: Vec<Member>,
     pub pki: Pki,
     initial_cluster: String,
+    /// Extra server flags and environment for every member.
+    pub extra_args: Vec<String>,
+    pub extra_env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[], &[])
+    }
+
+    pub fn start_with(n: usize, extra_args: &[&str], extra_env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::new(&dir.path().join("tls"));
         let mut members = Vec::new();
@@ -105,6 +139,8 @@ impl Cluster {
             members,
             pki,
             initial_cluster,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             _dir: dir,
         };
         for i in 0..n {
@@ -151,6 +187,8 @@ impl Cluster {
             .arg(format!("--peer-key-file={}", peer.file("member-key.pem")))
             .arg(format!("--peer-trusted-ca-file={}", peer.file("ca.pem")))
             .arg("--peer-client-cert-auth")
+            .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -211,8 +249,11 @@ impl Cluster {
             let running: Vec<usize> = (0..self.members.len())
                 .filter(|i| self.members[*i].child.is_some())
                 .collect();
+            // Healthy, and every running member has published its client URL.
             let all_ok = running.iter().all(|i| {
                 self.ctl(*i, &["endpoint", "health"]).status.success()
+                    && String::from_utf8_lossy(&self.ctl(*i, &["member", "list"]).stdout)
+                        .contains(&self.members[*i].client_url)
             });
             if all_ok {
                 return;
