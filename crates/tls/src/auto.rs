@@ -29,7 +29,11 @@ pub fn resolve(mut options: TlsOptions) -> Result<TlsOptions, TlsError> {
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let err = |m: String| TlsError::Config(format!("--auto-tls in {}: {m}", dir.display()));
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| err(e.to_string()))?;
     let mut key = std::fs::OpenOptions::new()
         .write(true)

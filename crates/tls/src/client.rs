@@ -31,11 +31,15 @@ pub struct ClientTls {
 
 impl ClientTls {
     pub fn new(options: ClientTlsOptions) -> Result<ClientTls, TlsError> {
-        let files: Vec<PathBuf> = [&options.trusted_ca_file, &options.cert_file, &options.key_file]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let files: Vec<PathBuf> = [
+            &options.trusted_ca_file,
+            &options.cert_file,
+            &options.key_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
         let server_name_override = options.server_name_override.clone();
         let config = Reloading::new(
             "client TLS",
@@ -59,8 +63,17 @@ impl ClientTls {
         tcp: tokio::net::TcpStream,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let name = self.server_name_override.as_deref().unwrap_or(host);
-        let server_name = ServerName::try_from(name.trim_start_matches('[').trim_end_matches(']').to_string())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad server name {name:?}: {e}")))?;
+        let server_name = ServerName::try_from(
+            name.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("bad server name {name:?}: {e}"),
+            )
+        })?;
         tokio_rustls::TlsConnector::from(self.config())
             .connect(server_name, tcp)
             .await
@@ -88,7 +101,13 @@ fn build_client_config(o: &ClientTlsOptions) -> Result<ClientConfig, TlsError> {
     let mut config = match (&o.cert_file, &o.key_file) {
         (Some(cert), Some(key)) => builder
             .with_client_auth_cert(load::certs("--cert", cert)?, load::key("--key", key)?)
-            .map_err(|e| TlsError::Config(format!("--cert {} and --key {} do not match: {e}", cert.display(), key.display())))?,
+            .map_err(|e| {
+                TlsError::Config(format!(
+                    "--cert {} and --key {} do not match: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?,
         (None, None) => builder.with_no_client_auth(),
         (Some(_), None) => return Err(TlsError::Config("--cert given without --key".into())),
         (None, Some(_)) => return Err(TlsError::Config("--key given without --cert".into())),
@@ -97,16 +116,26 @@ fn build_client_config(o: &ClientTlsOptions) -> Result<ClientConfig, TlsError> {
     Ok(config)
 }
 
-/// Splits `scheme://host:port` into (tls, host, port).
-fn parse_target(url: &str) -> Result<(bool, String, u16), TlsError> {
+/// HTTP/2 pings on idle channels, so a dead peer is noticed without waiting for a call.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// A ping unanswered this long closes the connection.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Dial timeout of lazy (peer) channels, which reconnect by themselves.
+pub const LAZY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Splits `[scheme://]host:port` into (TLS wanted, host, port). Without a scheme, TLS is used
+/// when TLS settings are given (as etcdctl does).
+fn parse_target(url: &str, have_tls: bool) -> Result<(bool, String, u16), TlsError> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
         (false, r)
-    } else if let Some(r) = url.strip_prefix("unixs://") {
-        (true, r)
+    } else if url.starts_with("unix://") || url.starts_with("unixs://") {
+        return Err(TlsError::Connect(format!(
+            "{url}: unix socket endpoints are not supported: use http://host:port or https://host:port"
+        )));
     } else {
-        (false, url)
+        (have_tls, url)
     };
     let hostport = rest.split('/').next().unwrap_or(rest);
     let (host, port) = hostport
@@ -115,11 +144,33 @@ fn parse_target(url: &str) -> Result<(bool, String, u16), TlsError> {
     let port = port
         .parse()
         .map_err(|_| TlsError::Connect(format!("{url}: bad port {port:?}")))?;
-    Ok((tls, host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(TlsError::Connect(format!("{url}: no host in the address")));
+    }
+    Ok((tls, host.to_string(), port))
 }
 
-fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<(Endpoint, impl tower::Service<Uri, Response = TokioIo<crate::client::ClientConn>, Error = std::io::Error, Future = impl Send> + Clone + Send + 'static), TlsError> {
-    let (use_tls, host, port) = parse_target(url)?;
+/// The endpoint tonic sees, and the connector that dials it (TCP, then TLS when wanted).
+#[allow(clippy::type_complexity)]
+fn endpoint(
+    url: &str,
+    tls: Option<&ClientTls>,
+) -> Result<
+    (
+        Endpoint,
+        impl tower::Service<
+                Uri,
+                Response = TokioIo<ClientConn>,
+                Error = std::io::Error,
+                Future = impl Send,
+            > + Clone
+            + Send
+            + 'static,
+    ),
+    TlsError,
+> {
+    let (use_tls, host, port) = parse_target(url, tls.is_some())?;
     let client_tls = match (use_tls, tls) {
         (true, Some(t)) => Some(t.clone()),
         (true, None) => {
@@ -130,12 +181,19 @@ fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<(Endpoint, impl tower:
         (false, _) => None,
     };
     // tonic only sees a plaintext URI; the connector below does TCP + TLS itself.
-    let endpoint = Endpoint::from_shared(format!("http://{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() }))
-        .map_err(|e| TlsError::Connect(format!("{url}: {e}")))?
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
+    let endpoint = Endpoint::from_shared(format!(
+        "http://{}:{port}",
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        }
+    ))
+    .map_err(|e| TlsError::Connect(format!("{url}: {e}")))?
+    .tcp_nodelay(true)
+    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+    .keep_alive_while_idle(true);
     let connector = tower::service_fn(move |_uri: Uri| {
         let host = host.clone();
         let client_tls = client_tls.clone();
@@ -153,23 +211,34 @@ fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<(Endpoint, impl tower:
 }
 
 /// Connects now (failing fast with a clear error) to `url`.
-pub async fn connect_channel(url: &str, tls: Option<&ClientTls>, connect_timeout: Duration) -> Result<Channel, TlsError> {
+pub async fn connect_channel(
+    url: &str,
+    tls: Option<&ClientTls>,
+    connect_timeout: Duration,
+) -> Result<Channel, TlsError> {
     let (endpoint, connector) = endpoint(url, tls)?;
     let endpoint = endpoint.connect_timeout(connect_timeout);
-    endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| TlsError::Connect(crate::explain::explain_connect_error(url, &e)))
+    // The outer timeout also bounds a server that accepts TCP but never answers the handshake.
+    match tokio::time::timeout(connect_timeout, endpoint.connect_with_connector(connector)).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(TlsError::Connect(crate::explain::explain_connect_error(
+            url, &e,
+        ))),
+        Err(_) => Err(TlsError::Connect(format!(
+            "{url}: connection timed out after {connect_timeout:?}"
+        ))),
+    }
 }
 
 /// A channel that connects on first use and reconnects by itself (for long-lived peers).
 pub fn connect_channel_lazy(url: &str, tls: Option<&ClientTls>) -> Result<Channel, TlsError> {
     let (endpoint, connector) = endpoint(url, tls)?;
     Ok(endpoint
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(LAZY_CONNECT_TIMEOUT)
         .connect_with_connector_lazy(connector))
 }
 
+/// A dialed connection: plaintext or TLS.
 pub enum ClientConn {
     Plain(tokio::net::TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
@@ -191,19 +260,33 @@ macro_rules! delegate {
 }
 
 impl tokio::io::AsyncRead for ClientConn {
-    fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         delegate!(self, s => s.poll_read(cx, buf))
     }
 }
 
 impl tokio::io::AsyncWrite for ClientConn {
-    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
         delegate!(self, s => s.poll_write(cx, buf))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         delegate!(self, s => s.poll_flush(cx))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         delegate!(self, s => s.poll_shutdown(cx))
     }
 }

@@ -21,9 +21,31 @@ fn find_rustls(e: &(dyn StdError + 'static)) -> Option<rustls::Error> {
                 }
             }
         }
+        if let Some(r) = alert_from_text(&err.to_string()) {
+            return Some(r);
+        }
         cur = err.source();
     }
     None
+}
+
+/// h2 keeps only the text of I/O errors, so an alert the server sent after the handshake
+/// (TLS 1.3 client-certificate refusals) reaches us as "received fatal alert: <name>".
+fn alert_from_text(text: &str) -> Option<rustls::Error> {
+    let (_, name) = text.split_once("received fatal alert: ")?;
+    let name = name.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
+    let alert = [
+        AlertDescription::CertificateRequired,
+        AlertDescription::BadCertificate,
+        AlertDescription::UnknownCA,
+        AlertDescription::CertificateRevoked,
+        AlertDescription::AccessDenied,
+        AlertDescription::HandshakeFailure,
+        AlertDescription::ProtocolVersion,
+    ]
+    .into_iter()
+    .find(|a| format!("{a:?}") == name)?;
+    Some(rustls::Error::AlertReceived(alert))
 }
 
 fn find_io_kind(e: &(dyn StdError + 'static)) -> Option<std::io::ErrorKind> {
@@ -37,6 +59,15 @@ fn find_io_kind(e: &(dyn StdError + 'static)) -> Option<std::io::ErrorKind> {
     None
 }
 
+/// rustls spells names as `DnsName("host")` / `IpAddress(1.2.3.4)`; operators want `host`.
+fn name_text(debug: &str) -> String {
+    let inner = debug
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(debug);
+    inner.trim_matches('"').to_string()
+}
+
 /// Explains a rustls error in plain words, with the fix.
 pub fn explain_rustls(url: &str, e: &rustls::Error) -> String {
     match e {
@@ -44,8 +75,9 @@ pub fn explain_rustls(url: &str, e: &rustls::Error) -> String {
             "{url}: server certificate signed by an unknown authority: pass --cacert <the CA that signed it>"
         ),
         rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { expected, presented }) => format!(
-            "{url}: the server certificate is not valid for {expected:?}; it names {}: connect with one of those names or reissue the certificate with --hosts including it",
-            presented.join(", ")
+            "{url}: the server certificate is not valid for {}; its names (SANs) are {}: connect with one of those or reissue the certificate with --hosts including it",
+            name_text(&format!("{expected:?}")),
+            presented.iter().map(|p| name_text(p)).collect::<Vec<_>>().join(", ")
         ),
         rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => format!(
             "{url}: the server certificate does not name this host: connect with a name from its SANs or reissue it with --hosts including this host"
@@ -58,6 +90,12 @@ pub fn explain_rustls(url: &str, e: &rustls::Error) -> String {
         ),
         rustls::Error::AlertReceived(AlertDescription::BadCertificate | AlertDescription::UnknownCA) => format!(
             "{url}: the server rejected our client certificate (not signed by a CA it trusts, revoked, or not allowed): check --cert against the server's --trusted-ca-file"
+        ),
+        rustls::Error::AlertReceived(AlertDescription::CertificateRevoked) => format!(
+            "{url}: the server refused our client certificate: it is revoked (listed in the server's CRL): pass another --cert and --key"
+        ),
+        rustls::Error::AlertReceived(AlertDescription::ProtocolVersion) => format!(
+            "{url}: no TLS version in common with the server (check its --tls-min-version)"
         ),
         rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) => format!(
             "{url}: TLS handshake refused by the server: if it requires a client certificate pass --cert and --key"
@@ -92,6 +130,19 @@ pub fn explain_connect_error(url: &str, e: &(dyn StdError + 'static)) -> String 
     }
 }
 
+/// Explains a failed call: a TLS refusal found in the status's error chain becomes the one-line
+/// explanation; anything else is the status message. (With TLS 1.3 the server refuses a client
+/// certificate after the client's handshake finished, so this shows up on the first call.)
+pub fn explain_status(url: &str, status: &tonic::Status) -> String {
+    match find_rustls(status) {
+        Some(r) => explain_rustls(url, &r),
+        None => match find_io_kind(status) {
+            Some(_) => explain_connect_error(url, status),
+            None => format!("{url}: {}", status.message()),
+        },
+    }
+}
+
 /// `--insecure-skip-tls-verify`: accepts any server certificate (signatures still checked).
 #[derive(Debug)]
 pub struct NoVerification(pub Arc<rustls::crypto::CryptoProvider>);
@@ -114,7 +165,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -123,7 +179,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

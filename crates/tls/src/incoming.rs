@@ -62,7 +62,11 @@ impl Connected for Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -71,7 +75,11 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -135,7 +143,11 @@ impl tokio_stream::Stream for TlsIncoming {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<ServerTls>, ready: mpsc::Sender<Result<Conn, std::io::Error>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    ready: mpsc::Sender<Result<Conn, std::io::Error>>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     loop {
         let (tcp, addr) = match listener.accept().await {
@@ -170,7 +182,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<ServerTls>, ready: mpsc:
                             let _ = ready.send(Ok(Conn::Tls(Box::new(stream)))).await;
                         }
                         Ok(Err(e)) => {
-                            tracing::warn!(remote = %addr, error = %e, "rejected connection: TLS handshake failed");
+                            tracing::debug!(remote = %addr, error = %e, "rejected connection: TLS handshake failed");
                         }
                         Err(_) => tracing::debug!(remote = %addr, "TLS handshake timed out"),
                     }

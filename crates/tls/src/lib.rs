@@ -49,8 +49,11 @@ pub struct TlsOptions {
     pub auto_tls_dir: Option<PathBuf>,
 }
 
+/// Why TLS could not be set up or a connection could not be made; the text names the flag, the
+/// file and the fix, ready to show to an operator.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file given by `flag` cannot be read.
     #[error("{flag} {path}: cannot read: {source}")]
     Read {
         flag: &'static str,
@@ -58,14 +61,17 @@ pub enum TlsError {
         #[source]
         source: std::io::Error,
     },
+    /// A file given by `flag` does not hold what that flag needs.
     #[error("{flag} {path}: {problem}")]
     BadFile {
         flag: &'static str,
         path: PathBuf,
         problem: String,
     },
+    /// The options do not fit together (or name an unsupported version or suite).
     #[error("{0}")]
     Config(String),
+    /// Dialing a channel failed; the text is the one-line explanation from [`explain`].
     #[error("{0}")]
     Connect(String),
 }

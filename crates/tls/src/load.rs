@@ -35,7 +35,11 @@ pub fn certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'stat
         } else {
             ""
         };
-        return Err(bad(flag, path, format!("no certificate found in file{hint}")));
+        return Err(bad(
+            flag,
+            path,
+            format!("no certificate found in file{hint}"),
+        ));
     }
     Ok(certs)
 }
@@ -64,13 +68,24 @@ pub fn roots(flag: &'static str, path: &Path) -> Result<RootCertStore, TlsError>
     Ok(store)
 }
 
-pub fn crls(flag: &'static str, path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+pub fn crls(
+    flag: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let data = read(flag, path)?;
     let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&data)
         .collect::<Result<_, _>>()
         .map_err(|e| bad(flag, path, format!("not a PEM CRL file ({e})")))?;
     if crls.is_empty() {
-        return Err(bad(flag, path, "no X509 CRL found in file"));
+        // etcd also takes a DER CRL (openssl's `-outform DER`): it starts with an ASN.1 SEQUENCE.
+        if data.first() == Some(&0x30) {
+            return Ok(vec![CertificateRevocationListDer::from(data)]);
+        }
+        return Err(bad(
+            flag,
+            path,
+            "no X509 CRL found in file (expected PEM \"X509 CRL\" blocks or DER)",
+        ));
     }
     Ok(crls)
 }

@@ -38,6 +38,8 @@ pub struct Reloading<T: Clone> {
 struct State<T> {
     value: T,
     signature: Signature,
+    /// Files seen broken last time: not rebuilt (nor warned about) again until they change.
+    failed: Option<Signature>,
     checked: Instant,
 }
 
@@ -54,6 +56,7 @@ impl<T: Clone> Reloading<T> {
             state: Mutex::new(State {
                 value,
                 signature: sig,
+                failed: None,
                 checked: Instant::now(),
             }),
             build,
@@ -67,15 +70,19 @@ impl<T: Clone> Reloading<T> {
         if state.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
             state.checked = Instant::now();
             let sig = signature(&self.files);
-            if sig != state.signature {
+            if sig != state.signature && state.failed.as_ref() != Some(&sig) {
                 match (self.build)() {
                     Ok(value) => {
                         state.value = value;
                         state.signature = sig;
+                        state.failed = None;
                         tracing::info!(what = %self.what, "TLS files changed; reloaded");
                     }
                     Err(e) => {
+                        // Often a rotation caught halfway (key replaced, certificate not yet);
+                        // the next change of the files is tried again.
                         tracing::warn!(what = %self.what, error = %e, "TLS files changed but cannot be loaded; keeping the previous ones");
+                        state.failed = Some(sig);
                     }
                 }
             }

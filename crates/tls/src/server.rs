@@ -50,7 +50,9 @@ impl ServerTls {
         &self,
         tcp: tokio::net::TcpStream,
     ) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-        tokio_rustls::TlsAcceptor::from(self.config()).accept(tcp).await
+        tokio_rustls::TlsAcceptor::from(self.config())
+            .accept(tcp)
+            .await
     }
 }
 
@@ -69,7 +71,9 @@ pub(crate) fn protocol_versions(
 }
 
 /// Maps etcd's (Go's) cipher suite names onto the provider's suites.
-pub(crate) fn select_provider(cipher_suites: &[String]) -> Result<Arc<rustls::crypto::CryptoProvider>, TlsError> {
+pub(crate) fn select_provider(
+    cipher_suites: &[String],
+) -> Result<Arc<rustls::crypto::CryptoProvider>, TlsError> {
     let base = provider();
     if cipher_suites.is_empty() {
         return Ok(base);
@@ -97,6 +101,11 @@ pub(crate) fn select_provider(cipher_suites: &[String]) -> Result<Arc<rustls::cr
             }
         }
     }
+    debug_assert_eq!(
+        chosen.len(),
+        cipher_suites.len(),
+        "one provider suite per name"
+    );
     // TLS 1.3 suites are not configurable in etcd either; keep them.
     chosen.extend(
         base.cipher_suites
@@ -111,10 +120,15 @@ pub(crate) fn select_provider(cipher_suites: &[String]) -> Result<Arc<rustls::cr
 
 fn build_server_config(o: &TlsOptions) -> Result<ServerConfig, TlsError> {
     let cert_file = o.cert_file.as_ref().ok_or_else(|| {
-        TlsError::Config("TLS needs a certificate: pass --cert-file and --key-file (or --auto-tls)".into())
+        TlsError::Config(
+            "TLS needs a certificate: pass --cert-file and --key-file (or --auto-tls)".into(),
+        )
     })?;
     let key_file = o.key_file.as_ref().ok_or_else(|| {
-        TlsError::Config(format!("--cert-file {} given without --key-file", cert_file.display()))
+        TlsError::Config(format!(
+            "--cert-file {} given without --key-file",
+            cert_file.display()
+        ))
     })?;
     let certs = load::certs("--cert-file", cert_file)?;
     let key = load::key("--key-file", key_file)?;
@@ -129,7 +143,12 @@ fn build_server_config(o: &TlsOptions) -> Result<ServerConfig, TlsError> {
         let roots = Arc::new(load::roots("--trusted-ca-file", ca)?);
         let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
         if let Some(crl) = &o.crl_file {
-            verifier = verifier.with_crls(load::crls("--client-crl-file", crl)?);
+            // Like etcd: a CRL revokes the serials it lists; a client whose issuer has no CRL
+            // in the file is not refused for that.
+            verifier = verifier
+                .with_crls(load::crls("--client-crl-file", crl)?)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
         }
         let verifier = verifier
             .build()

@@ -60,10 +60,12 @@ impl ClientCertVerifier for AllowedNamesVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         if !self.allowed_cn.is_empty() {
             let cn = common_name(end_entity).unwrap_or_default();
-            if !self.allowed_cn.iter().any(|a| *a == cn) {
+            if !self.allowed_cn.contains(&cn) {
                 return Err(rustls::Error::General(format!(
                     "client certificate CN {cn:?} is not one of the allowed CNs {:?}",
                     self.allowed_cn
