@@ -10,21 +10,39 @@ use rampart_proto::etcdserverpb::{
 };
 use rampart_proto::mvccpb::{Event, KeyValue};
 
-use crate::{header, ApplyError};
+use crate::{header, ApplyError, LeaseTable};
 
 /// Something ranges can be read from: a read view or a write batch (seeing its own writes).
 trait RangeSource {
-    fn range_at(&self, key: &[u8], end: &[u8], rev: i64, limit: usize) -> Result<RangeResult, MvccError>;
+    fn range_at(
+        &self,
+        key: &[u8],
+        end: &[u8],
+        rev: i64,
+        limit: usize,
+    ) -> Result<RangeResult, MvccError>;
 }
 
 impl RangeSource for ReadView {
-    fn range_at(&self, key: &[u8], end: &[u8], rev: i64, limit: usize) -> Result<RangeResult, MvccError> {
+    fn range_at(
+        &self,
+        key: &[u8],
+        end: &[u8],
+        rev: i64,
+        limit: usize,
+    ) -> Result<RangeResult, MvccError> {
         self.range(key, end, rev, limit)
     }
 }
 
 impl RangeSource for WriteBatch {
-    fn range_at(&self, key: &[u8], end: &[u8], rev: i64, limit: usize) -> Result<RangeResult, MvccError> {
+    fn range_at(
+        &self,
+        key: &[u8],
+        end: &[u8],
+        rev: i64,
+        limit: usize,
+    ) -> Result<RangeResult, MvccError> {
         self.range(key, end, rev, limit)
     }
 }
@@ -38,15 +56,18 @@ pub fn range_in_batch(batch: &WriteBatch, r: &RangeRequest) -> Result<RangeRespo
 }
 
 fn range(src: &dyn RangeSource, r: &RangeRequest) -> Result<RangeResponse, ApplyError> {
-    let sort_order = SortOrder::try_from(r.sort_order).map_err(|_| ApplyError::InvalidSortOption)?;
-    let sort_target = SortTarget::try_from(r.sort_target).map_err(|_| ApplyError::InvalidSortOption)?;
+    let sort_order =
+        SortOrder::try_from(r.sort_order).map_err(|_| ApplyError::InvalidSortOption)?;
+    let sort_target =
+        SortTarget::try_from(r.sort_target).map_err(|_| ApplyError::InvalidSortOption)?;
     // Sorting or filtering needs every key before the limit applies (etcd does the same).
     let filtered = r.min_mod_revision != 0
         || r.max_mod_revision != 0
         || r.min_create_revision != 0
         || r.max_create_revision != 0;
-    let sorted = sort_order != SortOrder::None
-        || sort_target != SortTarget::Key;
+    // etcd fetches everything only for an explicit sort order: a sort target with order NONE
+    // sorts the first `limit + 1` keys (by key) ascending, a quirk clients can observe.
+    let sorted = sort_order != SortOrder::None;
     let fetch_limit = if r.limit > 0 && !sorted && !filtered {
         r.limit as usize + 1
     } else {
@@ -94,7 +115,9 @@ fn range(src: &dyn RangeSource, r: &RangeRequest) -> Result<RangeResponse, Apply
         }
     }
     if r.count_only {
+        // etcd's count-only range returns no keys, so `more` stays false.
         kvs.clear();
+        more = false;
     }
     Ok(RangeResponse {
         header: header(result.revision),
@@ -114,24 +137,37 @@ fn latest(batch: &WriteBatch, key: &[u8]) -> Result<Option<KeyValue>, ApplyError
     Ok(batch.range(key, &[], 0, 1)?.kvs.pop())
 }
 
-/// Checks a put that ignores its value or lease against the key's current state.
-fn check_put(batch: &WriteBatch, p: &PutRequest) -> Result<(), ApplyError> {
+/// Checks a put against the lease table and the key's current state, in etcd's order (the
+/// lease first, then the key that ignore_value / ignore_lease needs).
+fn check_put(
+    batch: &WriteBatch,
+    leases: &dyn LeaseTable,
+    p: &PutRequest,
+) -> Result<(), ApplyError> {
+    if p.lease != 0 && !leases.contains(p.lease) {
+        return Err(ApplyError::LeaseNotFound);
+    }
     if (p.ignore_value || p.ignore_lease) && latest(batch, &p.key)?.is_none() {
         return Err(ApplyError::KeyNotFound);
-    }
-    if p.lease != 0 && !p.ignore_lease {
-        // No lease can exist until the lease service is built.
-        return Err(ApplyError::LeaseNotFound);
     }
     Ok(())
 }
 
-pub fn put(batch: &mut WriteBatch, p: &PutRequest, events: &mut Vec<Event>) -> Result<PutResponse, ApplyError> {
-    check_put(batch, p)?;
+pub fn put(
+    batch: &mut WriteBatch,
+    leases: &dyn LeaseTable,
+    p: &PutRequest,
+    events: &mut Vec<Event>,
+) -> Result<PutResponse, ApplyError> {
+    check_put(batch, leases, p)?;
     put_checked(batch, p, events)
 }
 
-fn put_checked(batch: &mut WriteBatch, p: &PutRequest, events: &mut Vec<Event>) -> Result<PutResponse, ApplyError> {
+fn put_checked(
+    batch: &mut WriteBatch,
+    p: &PutRequest,
+    events: &mut Vec<Event>,
+) -> Result<PutResponse, ApplyError> {
     let prev = latest(batch, &p.key)?;
     let value = match (&prev, p.ignore_value) {
         (Some(prev), true) => prev.value.clone(),
@@ -168,7 +204,10 @@ pub fn delete_range(
     })
 }
 
-pub fn compact(batch: &mut WriteBatch, c: &CompactionRequest) -> Result<CompactionResponse, ApplyError> {
+pub fn compact(
+    batch: &mut WriteBatch,
+    c: &CompactionRequest,
+) -> Result<CompactionResponse, ApplyError> {
     batch.compact(c.revision)?;
     Ok(CompactionResponse {
         header: header(batch.read_revision()),
@@ -177,9 +216,15 @@ pub fn compact(batch: &mut WriteBatch, c: &CompactionRequest) -> Result<Compacti
 
 fn compare_holds(c: &Compare, kv: &KeyValue) -> bool {
     use std::cmp::Ordering;
-    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    // Unknown targets compare as equal and unknown results hold, as in etcd.
+    let Ok(target) = CompareTarget::try_from(c.target) else {
+        return CompareResult::try_from(c.result)
+            .map_or(true, |r| matches!(r, CompareResult::Equal));
+    };
     let ord: Ordering = match (target, &c.target_union) {
-        (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v.as_slice()),
+        (CompareTarget::Value, Some(TargetUnion::Value(v))) => {
+            kv.value.as_slice().cmp(v.as_slice())
+        }
         (CompareTarget::Version, Some(TargetUnion::Version(v))) => kv.version.cmp(v),
         (CompareTarget::Create, Some(TargetUnion::CreateRevision(v))) => kv.create_revision.cmp(v),
         (CompareTarget::Mod, Some(TargetUnion::ModRevision(v))) => kv.mod_revision.cmp(v),
@@ -191,11 +236,12 @@ fn compare_holds(c: &Compare, kv: &KeyValue) -> bool {
         (CompareTarget::Mod, _) => kv.mod_revision.cmp(&0),
         (CompareTarget::Lease, _) => kv.lease.cmp(&0),
     };
-    match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
-        CompareResult::Equal => ord == Ordering::Equal,
-        CompareResult::NotEqual => ord != Ordering::Equal,
-        CompareResult::Greater => ord == Ordering::Greater,
-        CompareResult::Less => ord == Ordering::Less,
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ord == Ordering::Equal,
+        Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
+        Ok(CompareResult::Greater) => ord == Ordering::Greater,
+        Ok(CompareResult::Less) => ord == Ordering::Less,
+        Err(_) => true,
     }
 }
 
@@ -211,27 +257,6 @@ fn evaluate(batch: &WriteBatch, c: &Compare) -> Result<bool, ApplyError> {
     Ok(kvs.iter().all(|kv| compare_holds(c, kv)))
 }
 
-/// Everything that can make an op fail is checked before any op writes, so a failed txn
-/// writes nothing.
-fn precheck(batch: &WriteBatch, ops: &[RequestOp]) -> Result<(), ApplyError> {
-    for op in ops {
-        match &op.request {
-            Some(request_op::Request::RequestRange(r)) => {
-                if r.revision > 0 {
-                    batch.range(&r.key, &r.range_end, r.revision, 1)?;
-                }
-            }
-            Some(request_op::Request::RequestPut(p)) => check_put(batch, p)?,
-            Some(request_op::Request::RequestTxn(t)) => {
-                let ok = all_hold(batch, &t.compare)?;
-                precheck(batch, if ok { &t.success } else { &t.failure })?;
-            }
-            Some(request_op::Request::RequestDeleteRange(_)) | None => {}
-        }
-    }
-    Ok(())
-}
-
 fn all_hold(batch: &WriteBatch, compares: &[Compare]) -> Result<bool, ApplyError> {
     for c in compares {
         if !evaluate(batch, c)? {
@@ -241,11 +266,77 @@ fn all_hold(batch: &WriteBatch, compares: &[Compare]) -> Result<bool, ApplyError
     Ok(true)
 }
 
-pub fn txn(batch: &mut WriteBatch, t: &TxnRequest, events: &mut Vec<Event>) -> Result<TxnResponse, ApplyError> {
+/// Which branch every txn of the tree takes, in pre-order (the txn itself, then the nested txns
+/// of its chosen branch). Like etcd, every compare, nested ones included, sees the state before
+/// the txn writes anything.
+fn branch_path(batch: &WriteBatch, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), ApplyError> {
     let succeeded = all_hold(batch, &t.compare)?;
-    let ops = if succeeded { &t.success } else { &t.failure };
-    precheck(batch, ops)?;
-    let responses = execute(batch, ops, events)?;
+    path.push(succeeded);
+    for op in branch(t, succeeded) {
+        if let Some(request_op::Request::RequestTxn(inner)) = &op.request {
+            branch_path(batch, inner, path)?;
+        }
+    }
+    Ok(())
+}
+
+fn branch(t: &TxnRequest, succeeded: bool) -> &[RequestOp] {
+    if succeeded {
+        &t.success
+    } else {
+        &t.failure
+    }
+}
+
+/// Takes the next txn's branch from the pre-computed path.
+fn next_branch(path: &[bool], cursor: &mut usize) -> bool {
+    debug_assert!(*cursor < path.len(), "txn path shorter than the txn tree");
+    let succeeded = path.get(*cursor).copied().unwrap_or(false);
+    *cursor += 1;
+    succeeded
+}
+
+/// Everything that can make an op fail is checked before any op writes, so a failed txn
+/// writes nothing.
+fn precheck(
+    batch: &WriteBatch,
+    leases: &dyn LeaseTable,
+    ops: &[RequestOp],
+    path: &[bool],
+    cursor: &mut usize,
+) -> Result<(), ApplyError> {
+    for op in ops {
+        match &op.request {
+            Some(request_op::Request::RequestRange(r)) => {
+                if r.revision > 0 {
+                    batch.range(&r.key, &r.range_end, r.revision, 1)?;
+                }
+            }
+            Some(request_op::Request::RequestPut(p)) => check_put(batch, leases, p)?,
+            Some(request_op::Request::RequestTxn(t)) => {
+                let succeeded = next_branch(path, cursor);
+                precheck(batch, leases, branch(t, succeeded), path, cursor)?;
+            }
+            Some(request_op::Request::RequestDeleteRange(_)) | None => {}
+        }
+    }
+    Ok(())
+}
+
+pub fn txn(
+    batch: &mut WriteBatch,
+    leases: &dyn LeaseTable,
+    t: &TxnRequest,
+    events: &mut Vec<Event>,
+) -> Result<TxnResponse, ApplyError> {
+    let mut path = Vec::new();
+    branch_path(batch, t, &mut path)?;
+    let succeeded = path[0];
+    let ops = branch(t, succeeded);
+    precheck(batch, leases, ops, &path, &mut 1)?;
+    let mut cursor = 1;
+    let responses = execute(batch, ops, &path, &mut cursor, events)?;
+    debug_assert_eq!(cursor, path.len(), "every nested txn consumed its branch");
     Ok(TxnResponse {
         header: header(batch.read_revision()),
         succeeded,
@@ -253,7 +344,13 @@ pub fn txn(batch: &mut WriteBatch, t: &TxnRequest, events: &mut Vec<Event>) -> R
     })
 }
 
-fn execute(batch: &mut WriteBatch, ops: &[RequestOp], events: &mut Vec<Event>) -> Result<Vec<ResponseOp>, ApplyError> {
+fn execute(
+    batch: &mut WriteBatch,
+    ops: &[RequestOp],
+    path: &[bool],
+    cursor: &mut usize,
+    events: &mut Vec<Event>,
+) -> Result<Vec<ResponseOp>, ApplyError> {
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let response = match &op.request {
@@ -267,11 +364,12 @@ fn execute(batch: &mut WriteBatch, ops: &[RequestOp], events: &mut Vec<Event>) -
                 response_op::Response::ResponseDeleteRange(delete_range(batch, d, events)?)
             }
             Some(request_op::Request::RequestTxn(inner)) => {
-                let succeeded = all_hold(batch, &inner.compare)?;
-                let inner_ops = if succeeded { &inner.success } else { &inner.failure };
-                let inner_responses = execute(batch, inner_ops, events)?;
+                let succeeded = next_branch(path, cursor);
+                let inner_ops = branch(inner, succeeded);
+                let inner_responses = execute(batch, inner_ops, path, cursor, events)?;
+                // etcd fills only the outermost header; nested ones stay empty.
                 response_op::Response::ResponseTxn(TxnResponse {
-                    header: header(batch.read_revision()),
+                    header: Some(Default::default()),
                     succeeded,
                     responses: inner_responses,
                 })

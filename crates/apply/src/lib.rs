@@ -20,6 +20,7 @@ use rampart_proto::internal::{raft_request::Request, RaftRequest};
 use rampart_proto::mvccpb::Event;
 
 pub use error::ApplyError;
+pub use validate::DEFAULT_MAX_TXN_OPS;
 
 /// The response to one applied request (headers carry only the revision; the server fills in
 /// cluster, member and term).
@@ -47,16 +48,40 @@ pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
+/// The leases a put may attach a key to. The lease service (issue 3) will implement this; until
+/// then [`NoLeases`] knows none, so a put with a lease fails as etcd's does for an unknown lease.
+pub trait LeaseTable: Send + Sync {
+    /// Whether lease `id` is granted and not yet revoked or expired.
+    fn contains(&self, id: i64) -> bool;
+}
+
+/// A lease table without leases.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoLeases;
+
+impl LeaseTable for NoLeases {
+    fn contains(&self, _id: i64) -> bool {
+        false
+    }
+}
+
 /// Applies committed requests to the store; the only writer of the store.
 pub struct Applier {
     store: Store,
+    leases: Box<dyn LeaseTable>,
 }
 
 impl Applier {
     pub fn open(path: &Path) -> Result<Applier, MvccError> {
         Ok(Applier {
             store: Store::open(path)?,
+            leases: Box::new(NoLeases),
         })
+    }
+
+    /// Replaces the lease table puts are checked against.
+    pub fn set_lease_table(&mut self, leases: Box<dyn LeaseTable>) {
+        self.leases = leases;
     }
 
     pub fn store(&self) -> &Store {
@@ -96,19 +121,37 @@ impl Applier {
             return Ok(Vec::new());
         }
         let mut applied = Vec::with_capacity(requests.len());
+        let mut previous_index = already;
         for (index, request) in requests {
             if *index <= already {
                 continue;
             }
+            debug_assert!(
+                *index > previous_index,
+                "Raft indexes must increase within a batch"
+            );
+            debug_assert!(
+                *index <= last_index,
+                "entry {index} is beyond the batch's last index"
+            );
+            previous_index = *index;
             let mut events = Vec::new();
             let result = match &request.request {
-                Some(Request::Put(put)) => kv::put(&mut batch, put, &mut events).map(Response::Put),
+                Some(Request::Put(put)) => {
+                    kv::put(&mut batch, self.leases.as_ref(), put, &mut events).map(Response::Put)
+                }
                 Some(Request::DeleteRange(del)) => {
                     kv::delete_range(&mut batch, del, &mut events).map(Response::DeleteRange)
                 }
-                Some(Request::Txn(txn)) => kv::txn(&mut batch, txn, &mut events).map(Response::Txn),
-                Some(Request::Range(range)) => kv::range_in_batch(&batch, range).map(Response::Range),
-                Some(Request::Compaction(c)) => kv::compact(&mut batch, c).map(Response::Compaction),
+                Some(Request::Txn(txn)) => {
+                    kv::txn(&mut batch, self.leases.as_ref(), txn, &mut events).map(Response::Txn)
+                }
+                Some(Request::Range(range)) => {
+                    kv::range_in_batch(&batch, range).map(Response::Range)
+                }
+                Some(Request::Compaction(c)) => {
+                    kv::compact(&mut batch, c).map(Response::Compaction)
+                }
                 Some(other) => Err(ApplyError::Unsupported(request_name(other))),
                 None => Err(ApplyError::Unsupported("empty request")),
             };

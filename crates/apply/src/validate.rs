@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 
-use rampart_mvcc::range_bounds;
 use rampart_proto::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
     request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
@@ -45,79 +44,104 @@ pub fn delete_range(d: &DeleteRangeRequest) -> Result<(), ApplyError> {
 
 pub fn txn(t: &TxnRequest, max_txn_ops: usize) -> Result<(), ApplyError> {
     check_ops(t, max_txn_ops)?;
-    for branch in [&t.success, &t.failure] {
-        let mut puts = HashSet::new();
-        let mut deletes = Vec::new();
-        collect_writes(branch, &mut puts, &mut deletes)?;
-    }
+    check_writes(&t.success)?;
+    check_writes(&t.failure)?;
     Ok(())
 }
 
+/// etcd's op budget: the widest of compare/success/failure must fit `max`, and a nested txn
+/// gets only what that width left over.
 fn check_ops(t: &TxnRequest, max: usize) -> Result<(), ApplyError> {
-    if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
+    let width = t.compare.len().max(t.success.len()).max(t.failure.len());
+    if width > max {
         return Err(ApplyError::TooManyOps);
+    }
+    if t.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(ApplyError::KeyNotProvided);
     }
     for op in t.success.iter().chain(&t.failure) {
         match &op.request {
             Some(request_op::Request::RequestRange(r)) => range(r)?,
             Some(request_op::Request::RequestPut(p)) => put(p)?,
             Some(request_op::Request::RequestDeleteRange(d)) => delete_range(d)?,
-            Some(request_op::Request::RequestTxn(inner)) => check_ops(inner, max)?,
-            None => {}
+            Some(request_op::Request::RequestTxn(inner)) => check_ops(inner, max - width)?,
+            // etcd answers an empty op with "key not found".
+            None => return Err(ApplyError::KeyNotFound),
         }
     }
     Ok(())
 }
 
-type Interval = (Vec<u8>, Vec<u8>);
+/// A deleted interval as etcd's duplicate check sees it: `[start, end)`, or the single key when
+/// `end` is empty. `end` is compared literally (etcd's check gives "\0" no special meaning).
+#[derive(Clone)]
+struct Deleted {
+    start: Vec<u8>,
+    end: Vec<u8>,
+}
 
-fn overlaps_put(deletes: &[Interval], key: &[u8]) -> bool {
-    deletes
+impl Deleted {
+    fn contains(&self, key: &[u8]) -> bool {
+        if self.end.is_empty() {
+            key == self.start.as_slice()
+        } else {
+            key >= self.start.as_slice() && key < self.end.as_slice()
+        }
+    }
+}
+
+fn deleted_contains(deleted: &[Deleted], key: &[u8]) -> bool {
+    deleted.iter().any(|d| d.contains(key))
+}
+
+/// etcd's duplicate-key rule for one branch: a key may be put once, and not inside a range the
+/// same branch deletes. Nested txns' puts count at this level (their then/else may share keys,
+/// as only one runs), and nested deletes cover this level's puts. Overlapping deletes are fine.
+/// Returns the branch's puts and deletes for the enclosing level.
+fn check_writes(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Deleted>), ApplyError> {
+    let mut deleted: Vec<Deleted> = ops
         .iter()
-        .any(|(start, end)| range_bounds(start, end).contains(key))
-}
-
-/// Collects the keys a branch puts and the ranges it deletes; a key written twice, or put and
-/// deleted, is a duplicate (etcd's rule).
-fn collect_writes(
-    ops: &[RequestOp],
-    puts: &mut HashSet<Vec<u8>>,
-    deletes: &mut Vec<Interval>,
-) -> Result<(), ApplyError> {
+        .filter_map(|op| match &op.request {
+            Some(request_op::Request::RequestDeleteRange(d)) => Some(Deleted {
+                start: d.key.clone(),
+                end: d.range_end.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut puts: HashSet<Vec<u8>> = HashSet::new();
     for op in ops {
-        match &op.request {
-            Some(request_op::Request::RequestPut(p)) => {
-                if overlaps_put(deletes, &p.key) || !puts.insert(p.key.clone()) {
-                    return Err(ApplyError::DuplicateKey);
-                }
+        let Some(request_op::Request::RequestTxn(inner)) = &op.request else {
+            continue;
+        };
+        let (puts_then, deleted_then) = check_writes(&inner.success)?;
+        let (puts_else, deleted_else) = check_writes(&inner.failure)?;
+        for key in &puts_then {
+            if puts.contains(key) || deleted_contains(&deleted, key) {
+                return Err(ApplyError::DuplicateKey);
             }
-            Some(request_op::Request::RequestDeleteRange(d)) => {
-                let interval = (d.key.clone(), d.range_end.clone());
-                if puts
-                    .iter()
-                    .any(|k| range_bounds(&interval.0, &interval.1).contains(k))
-                {
-                    return Err(ApplyError::DuplicateKey);
-                }
-                deletes.push(interval);
-            }
-            Some(request_op::Request::RequestTxn(inner)) => {
-                let mut merged_puts = HashSet::new();
-                let mut merged_deletes = Vec::new();
-                for branch in [&inner.success, &inner.failure] {
-                    let mut p = puts.clone();
-                    let mut d = deletes.clone();
-                    collect_writes(branch, &mut p, &mut d)?;
-                    merged_puts.extend(p);
-                    merged_deletes.extend(d);
-                }
-                puts.extend(merged_puts);
-                deletes.extend(merged_deletes);
-            }
-            Some(request_op::Request::RequestRange(_)) | None => {}
+            puts.insert(key.clone());
         }
+        for key in &puts_else {
+            let clashes = puts.contains(key) && !puts_then.contains(key);
+            if clashes || deleted_contains(&deleted, key) {
+                return Err(ApplyError::DuplicateKey);
+            }
+            puts.insert(key.clone());
+        }
+        deleted.extend(deleted_then);
+        deleted.extend(deleted_else);
     }
-    Ok(())
+    for op in ops {
+        let Some(request_op::Request::RequestPut(p)) = &op.request else {
+            continue;
+        };
+        if puts.contains(&p.key) || deleted_contains(&deleted, &p.key) {
+            return Err(ApplyError::DuplicateKey);
+        }
+        puts.insert(p.key.clone());
+    }
+    Ok((puts, deleted))
 }
 
 #[cfg(test)]
@@ -137,11 +161,13 @@ mod tests {
 
     fn del_op(k: &str, end: &str) -> RequestOp {
         RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                key: k.into(),
-                range_end: end.into(),
-                ..Default::default()
-            })),
+            request: Some(request_op::Request::RequestDeleteRange(
+                DeleteRangeRequest {
+                    key: k.into(),
+                    range_end: end.into(),
+                    ..Default::default()
+                },
+            )),
         }
     }
 
@@ -191,10 +217,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(txn(&t, 128), Err(ApplyError::TooManyOps));
-        assert_eq!(
-            put(&PutRequest::default()),
-            Err(ApplyError::KeyNotProvided)
-        );
+        assert_eq!(put(&PutRequest::default()), Err(ApplyError::KeyNotProvided));
         assert_eq!(
             put(&PutRequest {
                 key: b"k".to_vec(),

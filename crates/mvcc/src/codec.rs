@@ -31,7 +31,10 @@ impl Version {
 
     pub fn decode(bytes: &[u8]) -> Result<Version, MvccError> {
         if bytes.len() < FIXED_BYTES {
-            return Err(MvccError::Damaged(format!("version record of {} bytes", bytes.len())));
+            return Err(MvccError::Damaged(format!(
+                "version record of {} bytes",
+                bytes.len()
+            )));
         }
         let word = |i: usize| {
             let start = 1 + i * 8;

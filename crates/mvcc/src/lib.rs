@@ -17,6 +17,13 @@
 //!
 //! Writes happen in a [`WriteBatch`] (one redb write transaction for many Raft entries); each
 //! request in it gets its own main revision.
+//!
+//! # Durability
+//! A batch commits with the consistent index in the same transaction. Ordinary batches may commit
+//! with [`Durability::None`]: the Raft WAL already holds the entries durably. After a crash the
+//! store may then be behind the WAL (at its last durable commit); the node replays the entries
+//! above [`ReadView::consistent_index`], and entries at or below it are skipped, so a replay is
+//! idempotent. Commit with [`Durability::Immediate`] before taking a snapshot and periodically.
 
 mod codec;
 mod snapshot;

@@ -48,7 +48,12 @@ impl Store {
         let meta = txn.open_table(META).map_err(|e| err(&e))?;
         for item in meta.iter().map_err(|e| err(&e))? {
             let (k, v) = item.map_err(|e| err(&e))?;
-            put_record(&mut out, TABLE_META, k.value().as_bytes(), &v.value().to_le_bytes());
+            put_record(
+                &mut out,
+                TABLE_META,
+                k.value().as_bytes(),
+                &v.value().to_le_bytes(),
+            );
         }
         out.push(END);
         let sum = crc32c::crc32c(&out);

@@ -55,11 +55,17 @@ impl Store {
             path: path.to_path_buf(),
         };
         // Make sure the tables exist so readers never see "table does not exist".
-        let txn = store.db.begin_write().map_err(|e| MvccError::backend(path, e))?;
+        let txn = store
+            .db
+            .begin_write()
+            .map_err(|e| MvccError::backend(path, e))?;
         {
-            txn.open_table(KV).map_err(|e| MvccError::backend(path, e))?;
-            txn.open_table(REVS).map_err(|e| MvccError::backend(path, e))?;
-            txn.open_table(META).map_err(|e| MvccError::backend(path, e))?;
+            txn.open_table(KV)
+                .map_err(|e| MvccError::backend(path, e))?;
+            txn.open_table(REVS)
+                .map_err(|e| MvccError::backend(path, e))?;
+            txn.open_table(META)
+                .map_err(|e| MvccError::backend(path, e))?;
         }
         txn.commit().map_err(|e| MvccError::backend(path, e))?;
         Ok(store)
@@ -71,7 +77,10 @@ impl Store {
 
     /// A consistent read-only view of the latest committed state.
     pub fn read(&self) -> Result<ReadView, MvccError> {
-        let txn = self.db.begin_read().map_err(|e| MvccError::backend(&self.path, e))?;
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| MvccError::backend(&self.path, e))?;
         let err = |e: redb::TableError| MvccError::backend(&self.path, e);
         let kv = txn.open_table(KV).map_err(err)?;
         let revs = txn.open_table(REVS).map_err(err)?;
@@ -87,7 +96,9 @@ impl Store {
 
     /// File size and bytes in use, for Status (dbSize, dbSizeInUse).
     pub fn sizes(&self) -> (i64, i64) {
-        let file = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
+        let file = std::fs::metadata(&self.path)
+            .map(|m| m.len() as i64)
+            .unwrap_or(0);
         let in_use = self
             .db
             .begin_write()
@@ -169,7 +180,9 @@ impl ReadView {
         from: i64,
         limit: usize,
     ) -> Result<Vec<Event>, MvccError> {
-        if from <= self.meta.compact_revision && from > 0 {
+        // As etcd's watch: starting at the compacted revision itself is allowed (the versions
+        // kept by the compaction are still there), starting before it is not.
+        if from > 0 && from < self.meta.compact_revision {
             return Err(MvccError::Compacted);
         }
         let spec = range_bounds(key, range_end);
@@ -220,9 +233,16 @@ impl ReadView {
 
     /// etcd's HashKV: a CRC32C over every retained version up to `revision` (0 = current).
     pub fn hash_kv(&self, revision: i64) -> Result<HashKv, MvccError> {
+        // etcd refuses to hash at the compacted revision itself, unlike a range there.
+        if revision > 0 && revision <= self.meta.compact_revision {
+            return Err(MvccError::Compacted);
+        }
         let at = check_revision(revision, self.meta)?;
         let mut crc = 0u32;
-        let iter = self.kv.iter().map_err(|e| MvccError::backend(&self.path, e))?;
+        let iter = self
+            .kv
+            .iter()
+            .map_err(|e| MvccError::backend(&self.path, e))?;
         for item in iter {
             let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
             let (key, main) = k.value();
@@ -281,7 +301,10 @@ pub(crate) fn range_at(
     let mut count = 0i64;
     // The latest version ≤ at of the key being scanned.
     let mut current: Option<(Vec<u8>, u64, Vec<u8>)> = None;
-    let finish = |cur: Option<(Vec<u8>, u64, Vec<u8>)>, kvs: &mut Vec<KeyValue>, count: &mut i64| -> Result<(), MvccError> {
+    let finish = |cur: Option<(Vec<u8>, u64, Vec<u8>)>,
+                  kvs: &mut Vec<KeyValue>,
+                  count: &mut i64|
+     -> Result<(), MvccError> {
         if let Some((key, main, raw)) = cur {
             let v = Version::decode(&raw)?;
             if !v.tombstone {
@@ -299,7 +322,9 @@ pub(crate) fn range_at(
         if !spec.contains(key) {
             continue;
         }
-        let same_key = current.as_ref().is_some_and(|(ck, _, _)| ck.as_slice() == key);
+        let same_key = current
+            .as_ref()
+            .is_some_and(|(ck, _, _)| ck.as_slice() == key);
         if !same_key {
             if let Err(e) = finish(current.take(), &mut kvs, &mut count) {
                 return Ok(Err(e));

@@ -1,6 +1,6 @@
 //! Writes: a batch of requests applied in one redb write transaction.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 
 use rampart_proto::mvccpb::{event::EventType, Event, KeyValue};
 use redb::{Durability, ReadableTable, WriteTransaction};
@@ -25,9 +25,14 @@ pub struct WriteBatch {
 impl Store {
     /// Starts a write batch.
     pub fn write(&self) -> Result<WriteBatch, MvccError> {
-        let txn = self.db.begin_write().map_err(|e| MvccError::backend(&self.path, e))?;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| MvccError::backend(&self.path, e))?;
         let meta = {
-            let table = txn.open_table(META).map_err(|e| MvccError::backend(&self.path, e))?;
+            let table = txn
+                .open_table(META)
+                .map_err(|e| MvccError::backend(&self.path, e))?;
             read_meta(&table).map_err(|e| MvccError::backend(&self.path, e))?
         };
         Ok(WriteBatch {
@@ -77,8 +82,8 @@ impl WriteBatch {
         };
         let at = check_revision(revision, visible)?;
         let table = self.txn.open_table(KV).map_err(|e| self.err(e))?;
-        let (kvs, count) =
-            range_at(&table, range_bounds(key, range_end), at, limit).map_err(|e| self.err(e))??;
+        let (kvs, count) = range_at(&table, range_bounds(key, range_end), at, limit)
+            .map_err(|e| self.err(e))??;
         Ok(RangeResult {
             kvs,
             count,
@@ -157,7 +162,8 @@ impl WriteBatch {
         }
         {
             let mut revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
-            revs.insert((rev as u64, sub), key).map_err(|e| self.err(e))?;
+            revs.insert((rev as u64, sub), key)
+                .map_err(|e| self.err(e))?;
         }
         self.sub += 1;
         Ok(())
@@ -180,30 +186,42 @@ impl WriteBatch {
         if revision > self.meta.current_revision {
             return Err(MvccError::FutureRevision);
         }
-        let mut changes: Vec<((u64, u64), Vec<u8>)> = Vec::new();
+        // Only keys changed since the previous compaction can have versions to drop: the
+        // others were already reduced to their latest version then. This keeps each compaction
+        // proportional to the changes it covers, not to the size of the store.
+        let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
         {
             let revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
-            for item in revs.range(..=(revision as u64, u64::MAX)).map_err(|e| self.err(e))? {
-                let (k, v) = item.map_err(|e| self.err(e))?;
-                changes.push((k.value(), v.value().to_vec()));
+            let from = (self.meta.compact_revision as u64 + 1, 0u64);
+            for item in revs
+                .range(from..=(revision as u64, u64::MAX))
+                .map_err(|e| self.err(e))?
+            {
+                let (_, key) = item.map_err(|e| self.err(e))?;
+                touched.insert(key.value().to_vec());
             }
-        }
-        // The latest change ≤ revision of each key survives (unless it is a deletion).
-        let mut latest: HashMap<&[u8], u64> = HashMap::new();
-        for ((main, _), key) in &changes {
-            latest.insert(key.as_slice(), *main);
         }
         let mut kv = self.txn.open_table(KV).map_err(|e| self.err(e))?;
         let mut revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
-        for ((main, sub), key) in &changes {
-            let keep = latest.get(key.as_slice()) == Some(main)
-                && match kv.get((key.as_slice(), *main)).map_err(|e| MvccError::backend(&self.path, e))? {
-                    Some(raw) => !Version::decode(raw.value())?.tombstone,
-                    None => false,
-                };
-            if !keep {
-                kv.remove((key.as_slice(), *main)).map_err(|e| MvccError::backend(&self.path, e))?;
-                revs.remove((*main, *sub)).map_err(|e| MvccError::backend(&self.path, e))?;
+        for key in &touched {
+            let mut versions: Vec<(u64, Version)> = Vec::new();
+            for item in kv
+                .range((key.as_slice(), 0u64)..=(key.as_slice(), revision as u64))
+                .map_err(|e| MvccError::backend(&self.path, e))?
+            {
+                let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
+                versions.push((k.value().1, Version::decode(v.value())?));
+            }
+            let last = versions.len().saturating_sub(1);
+            for (i, (main, version)) in versions.iter().enumerate() {
+                // The latest version ≤ revision survives, unless it is a deletion.
+                if i == last && !version.tombstone {
+                    continue;
+                }
+                kv.remove((key.as_slice(), *main))
+                    .map_err(|e| MvccError::backend(&self.path, e))?;
+                revs.remove((*main, version.sub))
+                    .map_err(|e| MvccError::backend(&self.path, e))?;
             }
         }
         self.meta.compact_revision = revision;
@@ -211,7 +229,11 @@ impl WriteBatch {
     }
 
     /// Commits the batch with `consistent_index` as the last applied Raft index.
-    pub fn commit(mut self, consistent_index: u64, durability: Durability) -> Result<Meta, MvccError> {
+    pub fn commit(
+        mut self,
+        consistent_index: u64,
+        durability: Durability,
+    ) -> Result<Meta, MvccError> {
         debug_assert!(self.sub == 0, "a request was left open");
         debug_assert!(
             consistent_index >= self.start_meta.consistent_index,
@@ -231,7 +253,9 @@ impl WriteBatch {
             .set_durability(durability)
             .map_err(|e| MvccError::backend(&self.path, e))?;
         let meta = self.meta;
-        self.txn.commit().map_err(|e| MvccError::backend(&self.path, e))?;
+        self.txn
+            .commit()
+            .map_err(|e| MvccError::backend(&self.path, e))?;
         Ok(meta)
     }
 }

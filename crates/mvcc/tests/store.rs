@@ -1,0 +1,195 @@
+//! The store on its own: revisions in a batch, compaction, events, snapshots.
+
+use rampart_mvcc::{Durability, MvccError, Store};
+use rampart_proto::mvccpb::event::EventType;
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    (dir, store)
+}
+
+/// Applies each op as its own request (put, or delete when the value is `None`) and commits at `index`.
+fn write(store: &Store, index: u64, ops: &[(&str, Option<&str>)]) {
+    let mut batch = store.write().unwrap();
+    for (key, value) in ops {
+        match value {
+            Some(v) => {
+                batch.put(key.as_bytes(), v.as_bytes().to_vec(), 0).unwrap();
+            }
+            None => {
+                batch.delete_range(key.as_bytes(), &[]).unwrap();
+            }
+        }
+        batch.end_request();
+    }
+    batch.commit(index, Durability::None).unwrap();
+}
+
+#[test]
+fn each_writing_request_gets_one_revision_and_sees_its_own_writes() {
+    let (_dir, store) = open();
+    let mut batch = store.write().unwrap();
+    assert_eq!(batch.pending_revision(), 2);
+    let (_, event) = batch.put(b"a", b"1".to_vec(), 0).unwrap();
+    assert_eq!(event.kv.unwrap().mod_revision, 2);
+    let (_, event) = batch.put(b"b", b"1".to_vec(), 0).unwrap();
+    assert_eq!(
+        event.kv.unwrap().mod_revision,
+        2,
+        "a second write of the request shares its revision"
+    );
+    assert_eq!(
+        batch.range(b"a", b"c", 0, 0).unwrap().count,
+        2,
+        "reads see the request's own writes"
+    );
+    batch.end_request();
+    // A request that writes nothing keeps the revision.
+    let (deleted, _) = batch.delete_range(b"zz", &[]).unwrap();
+    assert!(deleted.is_empty());
+    batch.end_request();
+    let (prev, _) = batch.put(b"a", b"2".to_vec(), 0).unwrap();
+    assert_eq!(prev.unwrap().mod_revision, 2);
+    batch.end_request();
+    let meta = batch.commit(3, Durability::Immediate).unwrap();
+    assert_eq!((meta.current_revision, meta.consistent_index), (3, 3));
+    let view = store.read().unwrap();
+    assert_eq!(view.range(b"a", &[], 2, 0).unwrap().kvs[0].value, b"1");
+    assert_eq!(view.range(b"a", &[], 0, 0).unwrap().kvs[0].value, b"2");
+    assert!(matches!(
+        view.range(b"a", &[], 4, 0),
+        Err(MvccError::FutureRevision)
+    ));
+}
+
+#[test]
+fn compaction_drops_old_versions_and_tombstones_physically() {
+    let (_dir, store) = open();
+    // revs: a@2, a@3, b@4, b deleted @5, a@6, c@7
+    write(
+        &store,
+        1,
+        &[
+            ("a", Some("1")),
+            ("a", Some("2")),
+            ("b", Some("1")),
+            ("b", None),
+            ("a", Some("3")),
+            ("c", Some("1")),
+        ],
+    );
+    assert_eq!(store.read().unwrap().version_count().unwrap(), 6);
+    let mut batch = store.write().unwrap();
+    batch.compact(5).unwrap();
+    batch.commit(2, Durability::None).unwrap();
+    let view = store.read().unwrap();
+    // Kept: a@3 (latest ≤ 5), a@6, c@7. Dropped: a@2, b@4, b's tombstone @5.
+    assert_eq!(view.version_count().unwrap(), 3);
+    assert_eq!(view.range(b"a", &[], 5, 0).unwrap().kvs[0].value, b"2");
+    assert_eq!(view.range(b"b", &[], 5, 0).unwrap().count, 0);
+    assert!(matches!(
+        view.range(b"a", &[], 4, 0),
+        Err(MvccError::Compacted)
+    ));
+    drop(view);
+    // A second compaction only reduces keys changed since the first.
+    let mut batch = store.write().unwrap();
+    assert!(matches!(batch.compact(5), Err(MvccError::Compacted)));
+    batch.compact(7).unwrap();
+    batch.commit(3, Durability::None).unwrap();
+    let view = store.read().unwrap();
+    assert_eq!(view.version_count().unwrap(), 2, "a@6 and c@7");
+    assert_eq!(view.compact_revision(), 7);
+}
+
+#[test]
+fn events_come_in_revision_order_from_a_revision() {
+    let (_dir, store) = open();
+    write(
+        &store,
+        1,
+        &[
+            ("a", Some("1")),
+            ("b", Some("1")),
+            ("a", None),
+            ("x", Some("1")),
+            ("b", Some("2")),
+        ],
+    );
+    let view = store.read().unwrap();
+    let events = view.events(b"a", b"c", 3, 0).unwrap();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.r#type,
+                e.kv.as_ref().unwrap().key.clone(),
+                e.kv.as_ref().unwrap().mod_revision,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (EventType::Put as i32, b"b".to_vec(), 3),
+            (EventType::Delete as i32, b"a".to_vec(), 4),
+            (EventType::Put as i32, b"b".to_vec(), 6),
+        ]
+    );
+    assert_eq!(view.events(b"a", b"c", 2, 2).unwrap().len(), 2);
+    drop(view);
+    let mut batch = store.write().unwrap();
+    batch.put(b"m", b"1".to_vec(), 0).unwrap();
+    batch.put(b"n", b"1".to_vec(), 0).unwrap();
+    batch.end_request();
+    batch.compact(4).unwrap();
+    batch.commit(2, Durability::None).unwrap();
+    let view = store.read().unwrap();
+    // A limit never splits a revision.
+    assert_eq!(view.events(b"m", b"o", 7, 1).unwrap().len(), 2);
+    assert!(matches!(
+        view.events(b"a", &[0], 3, 0),
+        Err(MvccError::Compacted)
+    ));
+    // Watching from the compacted revision itself is allowed, as in etcd.
+    assert!(view.events(b"a", &[0], 4, 0).is_ok());
+}
+
+#[test]
+fn snapshots_restore_everything_and_refuse_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(&dir.path().join("source")).unwrap();
+    write(
+        &source,
+        9,
+        &[("a", Some("1")), ("b", Some("2")), ("a", None)],
+    );
+    let snapshot = source.snapshot_bytes().unwrap();
+    let mut target = Store::open(&dir.path().join("target")).unwrap();
+    write(&target, 1, &[("stale", Some("x"))]);
+    target.restore(&snapshot).unwrap();
+    let view = target.read().unwrap();
+    assert_eq!(view.meta(), source.read().unwrap().meta());
+    assert_eq!(view.consistent_index(), 9);
+    assert_eq!(view.range(b"stale", &[], 0, 0).unwrap().count, 0);
+    assert_eq!(
+        view.hash_kv(0).unwrap(),
+        source.read().unwrap().hash_kv(0).unwrap()
+    );
+    drop(view);
+    assert!(matches!(
+        target.restore(b"not a snapshot"),
+        Err(MvccError::BadSnapshot(_))
+    ));
+    let mut truncated = snapshot.clone();
+    truncated.truncate(snapshot.len() - 3);
+    assert!(matches!(
+        target.restore(&truncated),
+        Err(MvccError::BadSnapshot(_))
+    ));
+    // The restored store survives a reopen.
+    drop(target);
+    let reopened = Store::open(&dir.path().join("target")).unwrap();
+    assert_eq!(reopened.read().unwrap().consistent_index(), 9);
+}
