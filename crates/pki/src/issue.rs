@@ -93,7 +93,11 @@ pub fn issue(ca: &Ca, req: &IssueRequest) -> Result<Issued, PkiError> {
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(random_serial());
     validity(&mut params, req.expiry.unwrap_or(req.profile.expiry));
-    let csr_pem = params
+    // A CSR carries only the subject and requested extensions.
+    let mut csr_params = CertificateParams::default();
+    csr_params.distinguished_name = params.distinguished_name.clone();
+    csr_params.subject_alt_names = params.subject_alt_names.clone();
+    let csr_pem = csr_params
         .serialize_request(&key)
         .and_then(|csr| csr.pem())
         .map_err(|e| PkiError::Generate(format!("CSR: {e}")))?;
