@@ -189,7 +189,7 @@ fn up(args: UpArgs) -> Result<(), String> {
         }
         Ok::<(), String>(())
     })?;
-    println!("stopping the members ...");
+    eprintln!("stopping the members ...");
     drop(members);
     Ok(())
 }
