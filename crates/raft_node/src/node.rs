@@ -227,7 +227,11 @@ pub fn start(
     raft_config.validate()?;
     let logger = crate::logger::raft_logger(config.id);
     let mut node = RawNode::new(&raft_config, storage.clone(), &logger)?;
-    if config.fresh_cluster {
+    let voters = node.raft.prs().conf().voters().ids().len();
+    if voters == 1 && node.raft.prs().conf().voters().contains(config.id) {
+        // Alone: nobody to wait for.
+        node.campaign()?;
+    } else if config.fresh_cluster {
         for _ in 1..config.election_ticks {
             node.tick();
         }

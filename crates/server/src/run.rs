@@ -63,11 +63,19 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
     let applied_index = boot.applier.consistent_index();
     let applier = Arc::new(RwLock::new(boot.applier));
 
-    let peer_server_tls = match &settings.peer_tls {
+    // Auto TLS makes its certificate once, here, so the listener and the dialer share it.
+    let peer_tls_options = match &settings.peer_tls {
+        Some(opts) => Some(
+            rampart_tls::auto::resolve(opts.clone())
+                .map_err(|e| ServerError::Tls(format!("peer TLS: {e}")))?,
+        ),
+        None => None,
+    };
+    let peer_server_tls = match &peer_tls_options {
         Some(opts) => Some(ServerTls::new(opts.clone()).map_err(|e| ServerError::Tls(format!("peer TLS: {e}")))?),
         None => None,
     };
-    let peer_client_tls = match &settings.peer_tls {
+    let peer_client_tls = match &peer_tls_options {
         Some(opts) => Some(Arc::new(peer_client_tls(opts)?)),
         None => None,
     };
@@ -229,13 +237,15 @@ fn prefix(kind: &str) -> &'static str {
 }
 
 /// The peer certificate is also this member's client certificate towards other members.
+/// With `--peer-auto-tls` and no trusted CA, members cannot verify each other's self-signed
+/// certificates; etcd then skips verification, and so do we (the operator chose auto TLS).
 fn peer_client_tls(opts: &TlsOptions) -> Result<ClientTls, ServerError> {
     ClientTls::new(rampart_tls::ClientTlsOptions {
         trusted_ca_file: opts.trusted_ca_file.clone(),
         cert_file: opts.cert_file.clone(),
         key_file: opts.key_file.clone(),
         server_name_override: None,
-        insecure_skip_verify: false,
+        insecure_skip_verify: opts.auto_tls_dir.is_some() && opts.trusted_ca_file.is_none(),
     })
     .map_err(|e| ServerError::Tls(format!("peer TLS (client side): {e}")))
 }
