@@ -27,5 +27,11 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest >/dev/null
 fi
 
-# Two cores here: two test threads; tests that start clusters are marked heavy in .config/nextest.toml.
+# Two cores here: two test threads; tests that start clusters run one at a time (.config/nextest.toml).
 cargo nextest run --workspace --no-fail-fast -j "${TEST_THREADS:-2}" "$@"
+
+# etcd's own e2e tests for what Rampart implements (installs Go and etcd's test sources once).
+if [ $# -eq 0 ] && [ -d ../shared/conformance ]; then
+  cargo build -p rampart
+  scripts/e2e-conformance.sh target/debug/rampart
+fi
