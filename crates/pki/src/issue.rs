@@ -73,6 +73,17 @@ fn key_usages(profile: &Profile) -> Vec<KeyUsagePurpose> {
     usages
 }
 
+/// A PKCS#10 request for `key` with the subject and names (what cfssl writes as NAME.csr).
+pub fn csr_pem(cn: &str, csr: Option<&CsrJson>, hosts: &[String], key: &KeyPair) -> Result<String, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(cn, csr);
+    params.subject_alt_names = sans(hosts)?;
+    params
+        .serialize_request(key)
+        .and_then(|c| c.pem())
+        .map_err(|e| PkiError::Generate(format!("CSR: {e}")))
+}
+
 /// Issues a certificate signed by `ca`.
 pub fn issue(ca: &Ca, req: &IssueRequest) -> Result<Issued, PkiError> {
     let key: KeyPair = req.key_type.generate()?;
@@ -93,14 +104,7 @@ pub fn issue(ca: &Ca, req: &IssueRequest) -> Result<Issued, PkiError> {
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(random_serial());
     validity(&mut params, req.expiry.unwrap_or(req.profile.expiry));
-    // A CSR carries only the subject and requested extensions.
-    let mut csr_params = CertificateParams::default();
-    csr_params.distinguished_name = params.distinguished_name.clone();
-    csr_params.subject_alt_names = params.subject_alt_names.clone();
-    let csr_pem = csr_params
-        .serialize_request(&key)
-        .and_then(|csr| csr.pem())
-        .map_err(|e| PkiError::Generate(format!("CSR: {e}")))?;
+    let csr_pem = csr_pem(&req.cn, req.csr.as_ref(), &req.hosts, &key)?;
     let issuer = ca.issuer()?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok(Issued {

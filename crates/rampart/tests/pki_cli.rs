@@ -213,3 +213,143 @@ fn real_etcd_accepts_rampart_certificates() {
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "v");
     assert!(!ctl("other", &["get", "k"]).status.success(), "a client certificate from another CA was accepted");
 }
+
+const SEED_003: &str = r#"mkdir -p tls/profiles
+echo '{
+  "signing": {
+    "default": {
+      "expiry": "43800h"
+    },
+    "profiles": {
+      "server": {
+        "expiry": "43800h",
+        "usages": ["signing", "key encipherment", "server auth"]
+      },
+      "client": {
+        "expiry": "43800h",
+        "usages": ["signing", "key encipherment", "client auth"]
+      },
+      "peer": {
+        "expiry": "43800h",
+        "usages": ["signing", "key encipherment", "server auth", "client auth"]
+      }
+    }
+  }
+}' > tls/profiles/config.json
+echo '{"CN":"etcd-ca","key":{"algo":"ecdsa","size":256}}' > tls/profiles/ca.json
+echo '{"CN":"root","key":{"algo":"ecdsa","size":256}}' > tls/profiles/client.json
+echo '{"CN":"etcd-member","key":{"algo":"ecdsa","size":256}}' > tls/profiles/peer.json
+echo '{"CN":"etcd-server","key":{"algo":"ecdsa","size":256}}' > tls/profiles/server.json
+mkdir -p tls/assets
+cfssl gencert -initca tls/profiles/ca.json | cfssljson -bare tls/assets/ca
+cfssl gencert -ca=tls/assets/ca.pem -ca-key=tls/assets/ca-key.pem \
+    -config=tls/profiles/config.json -profile=client \
+    tls/profiles/client.json | cfssljson -bare tls/assets/client
+cfssl gencert -ca=tls/assets/ca.pem -ca-key=tls/assets/ca-key.pem \
+    -config=tls/profiles/config.json -profile=peer -hostname="etcd-1.local" \
+    tls/profiles/peer.json | cfssljson -bare tls/assets/member-1-peer
+cfssl gencert -ca=tls/assets/ca.pem -ca-key=tls/assets/ca-key.pem \
+    -config=tls/profiles/config.json -profile=server -hostname="etcd-1.local,127.0.0.1" \
+    tls/profiles/server.json | cfssljson -bare tls/assets/member-1-server
+"#;
+
+/// Seed 003's script (one member's certificates; 127.0.0.1 added to the server names so the
+/// real etcd can serve on loopback with them), then the real etcd and etcdctl use those files.
+#[test]
+fn seed_003_cfssl_files_work_with_real_etcd() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let bin_dir = links(dir);
+    sh(dir, &bin_dir, SEED_003);
+    let assets = dir.join("tls/assets");
+    assert!(openssl_verify(&assets, &["-purpose", "sslclient"], "client.pem"));
+    assert!(openssl_verify(&assets, &["-purpose", "sslserver", "-verify_hostname", "etcd-1.local"], "member-1-server.pem"));
+    assert!(openssl_verify(&assets, &["-purpose", "sslclient"], "member-1-peer.pem"));
+    assert!(!openssl_verify(&assets, &["-purpose", "sslclient"], "member-1-server.pem"), "server profile must not allow client auth");
+    for f in ["ca.csr", "client.csr", "member-1-peer.csr"] {
+        assert!(assets.join(f).exists(), "{f} missing");
+    }
+    std::fs::rename(assets.join("member-1-server.pem"), assets.join("server.pem")).unwrap();
+    std::fs::rename(assets.join("member-1-server-key.pem"), assets.join("server-key.pem")).unwrap();
+    serve_with_real_etcd(&assets, "client");
+}
+
+const SEED_004: &str = r#"cat > ca-config.json <<'JSON'
+{"signing":{"default":{"expiry":"100000h"},"profiles":{"server":{"usages":["signing","key encipherment","server auth","client auth"],"expiry":"100000h"},"client":{"usages":["signing","key encipherment","server auth","client auth"],"expiry":"8760h"}}}}
+JSON
+cat > ca-csr.json <<'JSON'
+{"CN":"Etcd","key":{"algo":"rsa","size":4096},"names":[{"C":"CN","L":"Shanghai","O":"ETCD","OU":"PaaS","ST":"Shanghai"}]}
+JSON
+cat > server-csr.json <<'JSON'
+{"CN":"etcd-server","hosts":["localhost","0.0.0.0","127.0.0.1","etcd1.master.com","etcd2.master.com"],"key":{"algo":"rsa","size":4096},"names":[{"C":"CN","L":"Shanghai","O":"ETCD","OU":"PaaS","ST":"Shanghai"}]}
+JSON
+cat > client-csr.json <<'JSON'
+{"CN":"etcd-client","hosts":[""],"key":{"algo":"rsa","size":4096},"names":[{"C":"CN","L":"Shanghai","ST":"Shanghai","O":"ETCD","OU":"PaaS"}]}
+JSON
+cfssl gencert -initca ca-csr.json | cfssljson -bare ca
+cfssl gencert -ca=ca.pem -ca-key=ca-key.pem -config=ca-config.json -profile=server server-csr.json | cfssljson -bare server
+cfssl gencert -ca=ca.pem -ca-key=ca-key.pem -config=ca-config.json -profile=client client-csr.json | cfssljson -bare client
+"#;
+
+/// Seed 004 (RSA 4096, subject names, a client CSR with an empty host), used by the real etcd.
+#[test]
+fn seed_004_cfssl_files_work_with_real_etcd() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let bin_dir = links(dir);
+    sh(dir, &bin_dir, SEED_004);
+    let text = String::from_utf8(ok(Command::new("openssl").current_dir(dir).args(["x509", "-in", "server.pem", "-noout", "-text"]).output().unwrap()).stdout).unwrap();
+    assert!(text.contains("Public-Key: (4096 bit)") && text.contains("O = ETCD"), "{text}");
+    for f in ["ca.csr", "server.csr", "client.csr"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    serve_with_real_etcd(dir, "client");
+}
+
+/// Starts the real etcd with `dir/{ca,server,server-key}.pem` and client-cert auth, and checks
+/// etcdctl with `dir/{client}.pem` can write and read.
+fn serve_with_real_etcd(dir: &Path, client: &str) {
+    assert!(Path::new("/usr/bin/etcd").exists(), "/usr/bin/etcd missing: install etcd-server (scripts/test.sh does)");
+    let url = format!("https://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let data = tempfile::tempdir().unwrap();
+    let mut etcd = Command::new("/usr/bin/etcd")
+        .current_dir(dir)
+        .args(["--name", "t", "--client-cert-auth", "--trusted-ca-file", "ca.pem", "--cert-file", "server.pem", "--key-file", "server-key.pem"])
+        .arg(format!("--data-dir={}", data.path().join("d").display()))
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--advertise-client-urls={url}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=t={peer}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new("/usr/bin/etcdctl")
+            .current_dir(dir)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={url}"))
+            .args(["--cacert", "ca.pem", "--dial-timeout", "2s", "--command-timeout", "3s"])
+            .arg(format!("--cert={client}.pem"))
+            .arg(format!("--key={client}-key.pem"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut accepted = false;
+    while Instant::now() < deadline {
+        if ctl(&["put", "k", "v"]).status.success() {
+            accepted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = ctl(&["get", "k", "--print-value-only"]);
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    assert!(accepted, "etcd never accepted the client certificate");
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "v");
+}

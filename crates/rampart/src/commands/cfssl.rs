@@ -71,7 +71,8 @@ fn gencert(args: &[String]) -> Result<String, PkiError> {
             csr: Some(csr.clone()),
         };
         let (cert, key) = Ca::generate(&req)?;
-        (cert, key.serialize_pem(), String::new())
+        let csr_pem = rampart_pki::issue::csr_pem(&csr.cn, Some(&csr), &csr.hosts, &key)?;
+        (cert, key.serialize_pem(), csr_pem)
     } else {
         let ca_cert = flags.get("ca").ok_or_else(|| PkiError::Invalid("cfssl gencert: pass -ca=ca.pem (or -initca)".into()))?;
         let ca_key = flags.get("ca-key").ok_or_else(|| PkiError::Invalid("cfssl gencert: pass -ca-key=ca-key.pem".into()))?;
