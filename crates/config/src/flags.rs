@@ -111,7 +111,11 @@ pub const FLAGS: &[Flag] = &[
     text("experimental-backend-bbolt-freelist-type", "array", false),
     boolean("experimental-enable-lease-checkpoint", "false", false),
     text("experimental-compaction-batch-limit", "1000", false),
-    boolean("experimental-peer-skip-client-san-verification", "false", false),
+    boolean(
+        "experimental-peer-skip-client-san-verification",
+        "false",
+        false,
+    ),
     text("experimental-watch-progress-notify-interval", "10m", false),
     text("experimental-warning-apply-duration", "100ms", false),
     boolean("force-new-cluster", "false", false),

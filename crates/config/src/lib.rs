@@ -50,7 +50,11 @@ pub fn help_text() -> String {
         "usage: rampart server [flags]   (or: etcd [flags])\n\n  Start a Rampart member. Takes etcd 3.4's flags and ETCD_* variables.\n\n",
     );
     for f in flags::FLAGS {
-        let note = if f.honoured { "" } else { "  (accepted for compatibility; no effect yet)" };
+        let note = if f.honoured {
+            ""
+        } else {
+            "  (accepted for compatibility; no effect yet)"
+        };
         s.push_str(&format!("  --{} '{}'{}\n", f.name, f.default, note));
     }
     s

@@ -20,18 +20,26 @@ pub struct Parsed {
 /// Explicitly given settings, by flag name.
 pub(crate) type Values = BTreeMap<String, String>;
 
-pub fn parse(args: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, ConfigError> {
+pub fn parse(
+    args: &[OsString],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Parsed, ConfigError> {
     let mut values = Values::new();
     let mut show_version = false;
     let mut show_help = false;
-    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
         i += 1;
         if arg == "--" {
             if let Some(extra) = args.get(i) {
-                return Err(ConfigError::Invalid(format!("'{extra}' is not a valid flag")));
+                return Err(ConfigError::Invalid(format!(
+                    "'{extra}' is not a valid flag"
+                )));
             }
             break;
         }
@@ -126,7 +134,11 @@ fn env_name(flag: &str) -> String {
 
 /// `ETCD_*` variables fill flags not given on the command line; a variable that a flag shadows
 /// is an error, as in etcd 3.4.
-fn apply_env(values: &mut Values, env: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+fn apply_env(
+    values: &mut Values,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     for flag in FLAGS {
         let var = env_name(flag.name);
         let Some(v) = env(&var) else { continue };
@@ -140,7 +152,10 @@ fn apply_env(values: &mut Values, env: &dyn Fn(&str) -> Option<String>, warnings
         } else {
             v
         };
-        warnings.push(format!("recognized and used environment variable {var}={}", redact(flag.name, &v)));
+        warnings.push(format!(
+            "recognized and used environment variable {var}={}",
+            redact(flag.name, &v)
+        ));
         values.insert(flag.name.to_string(), v);
     }
     for (var, value) in std::env::vars() {

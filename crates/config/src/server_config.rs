@@ -65,7 +65,11 @@ pub struct ServerConfig {
 }
 
 fn list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn path(v: Option<&String>) -> Option<PathBuf> {
@@ -86,7 +90,9 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
 
 /// Whether the host of a URL is loopback (plaintext is allowed there by default).
 fn is_loopback(url: &str) -> bool {
-    let Ok(u) = url::Url::parse(url) else { return false };
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
     match u.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -97,9 +103,12 @@ fn is_loopback(url: &str) -> bool {
 
 fn check_urls(flag: &str, urls: &[String]) -> Result<(), ConfigError> {
     for u in urls {
-        let parsed = url::Url::parse(u).map_err(|e| invalid(format!("--{flag}: invalid URL {u:?} ({e})")))?;
+        let parsed = url::Url::parse(u)
+            .map_err(|e| invalid(format!("--{flag}: invalid URL {u:?} ({e})")))?;
         if !matches!(parsed.scheme(), "http" | "https" | "unix" | "unixs") {
-            return Err(invalid(format!("--{flag}: URL {u:?} must be http:// or https://")));
+            return Err(invalid(format!(
+                "--{flag}: URL {u:?} must be http:// or https://"
+            )));
         }
         if parsed.port().is_none() && matches!(parsed.scheme(), "http" | "https") {
             return Err(invalid(format!("--{flag}: URL {u:?} has no port")));
@@ -109,12 +118,16 @@ fn check_urls(flag: &str, urls: &[String]) -> Result<(), ConfigError> {
 }
 
 impl ServerConfig {
-    pub(crate) fn from_values(values: &Values, warnings: &mut Vec<String>) -> Result<ServerConfig, ConfigError> {
+    pub(crate) fn from_values(
+        values: &Values,
+        warnings: &mut Vec<String>,
+    ) -> Result<ServerConfig, ConfigError> {
         let get = |name: &str| -> String {
-            values
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| lookup(name).map(|f| f.default.to_string()).unwrap_or_default())
+            values.get(name).cloned().unwrap_or_else(|| {
+                lookup(name)
+                    .map(|f| f.default.to_string())
+                    .unwrap_or_default()
+            })
         };
         let flag_on = |name: &str| get(name) == "true";
         let name = get("name");
@@ -126,7 +139,10 @@ impl ServerConfig {
         let initial_advertise_peer_urls = list(&get("initial-advertise-peer-urls"));
         let initial_cluster_text = match values.get("initial-cluster").filter(|s| !s.is_empty()) {
             Some(v) => v.clone(),
-            None => format!("{name}={}", initial_advertise_peer_urls.join(&format!(",{name}="))),
+            None => format!(
+                "{name}={}",
+                initial_advertise_peer_urls.join(&format!(",{name}="))
+            ),
         };
         let mut initial_cluster: Vec<(String, Vec<String>)> = Vec::new();
         for part in list(&initial_cluster_text) {
@@ -160,7 +176,9 @@ impl ServerConfig {
             )));
         }
         if election > 50_000 {
-            return Err(invalid(format!("--election-timeout[{election}ms] is too long, and should be set less than 50000ms")));
+            return Err(invalid(format!(
+                "--election-timeout[{election}ms] is too long, and should be set less than 50000ms"
+            )));
         }
         let legacy_ca = path(values.get("ca-file"));
         let legacy_peer_ca = path(values.get("peer-ca-file"));
@@ -210,7 +228,11 @@ impl ServerConfig {
             peer_tls,
             cipher_suites: list(&get("cipher-suites")),
             tls_min_version: get("tls-min-version"),
-            log_level: if flag_on("debug") { "debug".into() } else { get("log-level") },
+            log_level: if flag_on("debug") {
+                "debug".into()
+            } else {
+                get("log-level")
+            },
             log_outputs: list(&get("log-outputs")),
             logger: get("logger"),
             enable_v2: flag_on("enable-v2"),
@@ -226,7 +248,10 @@ impl ServerConfig {
         check_urls("listen-client-urls", &self.listen_client_urls)?;
         check_urls("advertise-client-urls", &self.advertise_client_urls)?;
         check_urls("listen-peer-urls", &self.listen_peer_urls)?;
-        check_urls("initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        check_urls(
+            "initial-advertise-peer-urls",
+            &self.initial_advertise_peer_urls,
+        )?;
         if self.max_txn_ops == 0 {
             return Err(invalid("--max-txn-ops must be > 0"));
         }
@@ -259,7 +284,10 @@ impl ServerConfig {
                 )));
             }
         }
-        for (side, tls, prefix) in [("client", &self.client_tls, ""), ("peer", &self.peer_tls, "peer-")] {
+        for (side, tls, prefix) in [
+            ("client", &self.client_tls, ""),
+            ("peer", &self.peer_tls, "peer-"),
+        ] {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
                 return Err(invalid(format!(
                     "--{prefix}cert-file and --{prefix}key-file must be given together ({side} TLS)"
@@ -271,20 +299,29 @@ impl ServerConfig {
                 )));
             }
         }
-        let https_client = self.listen_client_urls.iter().any(|u| u.starts_with("https://"));
+        let https_client = self
+            .listen_client_urls
+            .iter()
+            .any(|u| u.starts_with("https://"));
         if https_client && !self.client_tls.is_configured() {
             return Err(invalid(
                 "--listen-client-urls has an https URL but no certificate: pass --cert-file and --key-file (or --auto-tls)",
             ));
         }
-        let https_peer = self.listen_peer_urls.iter().any(|u| u.starts_with("https://"));
+        let https_peer = self
+            .listen_peer_urls
+            .iter()
+            .any(|u| u.starts_with("https://"));
         if https_peer && !self.peer_tls.is_configured() {
             return Err(invalid(
                 "--listen-peer-urls has an https URL but no certificate: pass --peer-cert-file and --peer-key-file (or --peer-auto-tls)",
             ));
         }
         if !self.insecure_allow_plaintext {
-            for (flag, urls) in [("listen-client-urls", &self.listen_client_urls), ("listen-peer-urls", &self.listen_peer_urls)] {
+            for (flag, urls) in [
+                ("listen-client-urls", &self.listen_client_urls),
+                ("listen-peer-urls", &self.listen_peer_urls),
+            ] {
                 for u in urls.iter() {
                     if u.starts_with("http://") && !is_loopback(u) {
                         return Err(invalid(format!(
@@ -306,7 +343,9 @@ pub(crate) fn read_config_file(file: &str) -> Result<Values, ConfigError> {
     };
     let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
-    let map = doc.as_mapping().ok_or_else(|| err("not a YAML mapping".into()))?;
+    let map = doc
+        .as_mapping()
+        .ok_or_else(|| err("not a YAML mapping".into()))?;
     let mut values = Values::new();
     let scalar = |v: &serde_yaml::Value| -> Option<String> {
         match v {
@@ -329,7 +368,9 @@ pub(crate) fn read_config_file(file: &str) -> Result<Values, ConfigError> {
         match key {
             "client-transport-security" | "peer-transport-security" => {
                 let prefix = if key.starts_with("peer") { "peer-" } else { "" };
-                let Some(section) = v.as_mapping() else { continue };
+                let Some(section) = v.as_mapping() else {
+                    continue;
+                };
                 for (sk, sv) in section {
                     let Some(sub) = sk.as_str() else { continue };
                     let flag = match (prefix, sub) {

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 
 use crate::keys::{key_pem, load_key, KeyType};
 use crate::profile::CsrJson;
@@ -74,10 +77,19 @@ impl Ca {
     pub fn generate(req: &CaRequest) -> Result<(String, KeyPair), PkiError> {
         let key = req.key_type.generate()?;
         let mut params = CertificateParams::default();
-        let cn = req.csr.as_ref().map(|c| c.cn.clone()).filter(|c| !c.is_empty()).unwrap_or(req.cn.clone());
+        let cn = req
+            .csr
+            .as_ref()
+            .map(|c| c.cn.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or(req.cn.clone());
         params.distinguished_name = distinguished_name(&cn, req.csr.as_ref());
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.serial_number = Some(crate::issue::random_serial());
         validity(&mut params, req.expiry);
         let cert = params.self_signed(&key)?;
@@ -86,7 +98,12 @@ impl Ca {
 
     /// `rampart pki init`: creates `ca.pem` and `ca-key.pem` (0600, encrypted when a passphrase
     /// is given) in `dir`; refuses to replace an existing CA unless `force`.
-    pub fn init(dir: &Path, req: &CaRequest, passphrase: Option<&str>, force: bool) -> Result<Ca, PkiError> {
+    pub fn init(
+        dir: &Path,
+        req: &CaRequest,
+        passphrase: Option<&str>,
+        force: bool,
+    ) -> Result<Ca, PkiError> {
         let cert_path = dir.join(CA_CERT);
         let key_path = dir.join(CA_KEY);
         if !force && (cert_path.exists() || key_path.exists()) {
@@ -95,14 +112,29 @@ impl Ca {
         let (cert_pem, key) = Ca::generate(req)?;
         files::write_private(&key_path, &key_pem(&key, passphrase)?)?;
         files::write_public(&cert_path, &cert_pem)?;
-        Ok(Ca { dir: dir.to_path_buf(), cert_pem, key })
+        Ok(Ca {
+            dir: dir.to_path_buf(),
+            cert_pem,
+            key,
+        })
     }
 
     /// Loads the CA of `dir` (or explicit files, for cfssl's `-ca`/`-ca-key`).
-    pub fn load_files(cert_path: &Path, key_path: &Path, passphrase: Option<&str>) -> Result<Ca, PkiError> {
+    pub fn load_files(
+        cert_path: &Path,
+        key_path: &Path,
+        passphrase: Option<&str>,
+    ) -> Result<Ca, PkiError> {
         if !cert_path.exists() {
-            let dir = cert_path.parent().map(|p| p.display().to_string()).unwrap_or_else(|| ".".into());
-            return Err(PkiError::NoCa(if dir.is_empty() { ".".into() } else { dir }));
+            let dir = cert_path
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| ".".into());
+            return Err(PkiError::NoCa(if dir.is_empty() {
+                ".".into()
+            } else {
+                dir
+            }));
         }
         let cert_pem = files::read_text(cert_path)?;
         if !cert_pem.contains("BEGIN CERTIFICATE") {

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber};
+use rcgen::{
+    CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
+};
 use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -29,11 +31,15 @@ pub fn revoke(ca: &Ca, dir: &Path, name: &str) -> Result<String, PkiError> {
     let path = dir.join(format!("{name}.pem"));
     let text = files::read_text(&path)?;
     let der = pem_certificates(&text, &path.display().to_string())?;
-    let (_, cert) = X509Certificate::from_der(&der[0]).map_err(|e| PkiError::Invalid(e.to_string()))?;
+    let (_, cert) =
+        X509Certificate::from_der(&der[0]).map_err(|e| PkiError::Invalid(e.to_string()))?;
     let serial = hex::encode(cert.raw_serial());
     let list_path = dir.join(REVOKED_FILE);
     let mut revoked: Revoked = if list_path.exists() {
-        crate::profile::parse_json(&files::read_text(&list_path)?, &list_path.display().to_string())?
+        crate::profile::parse_json(
+            &files::read_text(&list_path)?,
+            &list_path.display().to_string(),
+        )?
     } else {
         Revoked::default()
     };
@@ -42,7 +48,10 @@ pub fn revoke(ca: &Ca, dir: &Path, name: &str) -> Result<String, PkiError> {
     }
     revoked.crl_number += 1;
     write_crl(ca, dir, &revoked)?;
-    files::write_public(&list_path, &serde_json::to_string_pretty(&revoked).expect("serialise"))?;
+    files::write_public(
+        &list_path,
+        &serde_json::to_string_pretty(&revoked).expect("serialise"),
+    )?;
     Ok(serial)
 }
 

@@ -71,8 +71,10 @@ pub fn describe(der: &[u8], origin: &str) -> Result<CertInfo, PkiError> {
             match n {
                 GeneralName::DNSName(d) => dns_names.push(d.to_string()),
                 GeneralName::IPAddress(b) => ip_addresses.push(match b.len() {
-                    4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string(),
-                    16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string(),
+                    4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())
+                        .to_string(),
+                    16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
+                        .to_string(),
                     _ => hex::encode(b),
                 }),
                 _ => {}
@@ -108,11 +110,20 @@ pub fn describe(der: &[u8], origin: &str) -> Result<CertInfo, PkiError> {
             extended_key_usages.push("any".to_string());
         }
     }
-    let is_ca = cert.basic_constraints().ok().flatten().map(|b| b.value.ca).unwrap_or(false);
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .map(|b| b.value.ca)
+        .unwrap_or(false);
     let key_type = match cert.public_key().parsed() {
         Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => format!("RSA {}", rsa.key_size()),
         Ok(x509_parser::public_key::PublicKey::EC(ec)) => format!("ECDSA P-{}", ec.key_size()),
-        Ok(other) => format!("{other:?}").split('(').next().unwrap_or("unknown").to_string(),
+        Ok(other) => format!("{other:?}")
+            .split('(')
+            .next()
+            .unwrap_or("unknown")
+            .to_string(),
         Err(_) => "unknown".to_string(),
     };
     let nb = cert.validity().not_before.timestamp();
@@ -157,7 +168,13 @@ pub fn fingerprint(der: &[u8]) -> String {
 impl CertInfo {
     /// The human form `rampart pki inspect` prints.
     pub fn to_text(&self) -> String {
-        let list = |v: &[String]| if v.is_empty() { "(none)".to_string() } else { v.join(", ") };
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         format!(
             "subject:        {}\nissuer:         {}\nDNS names:      {}\nIP addresses:   {}\nkey usages:     {}\nextended usages:{}\nvalid:          {} to {} ({} days left)\nkey:            {}\nserial:         {}\nSHA-256:        {}\nCA:             {}\n",
             self.subject,

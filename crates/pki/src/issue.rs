@@ -44,11 +44,11 @@ fn sans(hosts: &[String]) -> Result<Vec<SanType>, PkiError> {
     for h in hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
         out.push(match h.parse::<std::net::IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                h.to_string()
-                    .try_into()
-                    .map_err(|_| PkiError::Invalid(format!("host {h:?} is neither an IP address nor a DNS name")))?,
-            ),
+            Err(_) => SanType::DnsName(h.to_string().try_into().map_err(|_| {
+                PkiError::Invalid(format!(
+                    "host {h:?} is neither an IP address nor a DNS name"
+                ))
+            })?),
         });
     }
     Ok(out)
@@ -74,7 +74,12 @@ fn key_usages(profile: &Profile) -> Vec<KeyUsagePurpose> {
 }
 
 /// A PKCS#10 request for `key` with the subject and names (what cfssl writes as NAME.csr).
-pub fn csr_pem(cn: &str, csr: Option<&CsrJson>, hosts: &[String], key: &KeyPair) -> Result<String, PkiError> {
+pub fn csr_pem(
+    cn: &str,
+    csr: Option<&CsrJson>,
+    hosts: &[String],
+    key: &KeyPair,
+) -> Result<String, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = distinguished_name(cn, csr);
     params.subject_alt_names = sans(hosts)?;
@@ -92,10 +97,14 @@ pub fn issue(ca: &Ca, req: &IssueRequest) -> Result<Issued, PkiError> {
     params.subject_alt_names = sans(&req.hosts)?;
     params.key_usages = key_usages(&req.profile);
     if req.profile.server_auth {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
     if req.profile.client_auth {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     if req.profile.is_ca {
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

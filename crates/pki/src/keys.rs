@@ -55,8 +55,12 @@ impl KeyType {
         Ok(match self {
             KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
             KeyType::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?,
-            KeyType::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?,
-            KeyType::Rsa4096 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)?,
+            KeyType::Rsa2048 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?
+            }
+            KeyType::Rsa4096 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)?
+            }
         })
     }
 }
@@ -87,9 +91,11 @@ pub fn load_key(pem: &str, path: &str, passphrase: Option<&str>) -> Result<KeyPa
             path: path.to_string(),
             reason: format!("not a PEM private key ({e})"),
         })?;
-        let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).map_err(|e| PkiError::File {
-            path: path.to_string(),
-            reason: format!("damaged encrypted key ({e})"),
+        let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).map_err(|e| {
+            PkiError::File {
+                path: path.to_string(),
+                reason: format!("damaged encrypted key ({e})"),
+            }
         })?;
         let plain = encrypted
             .decrypt(pass.as_bytes())

@@ -17,7 +17,7 @@ pub mod profile;
 pub mod verify;
 
 pub use ca::Ca;
-pub use issue::{issue, Issued, IssueRequest};
+pub use issue::{issue, IssueRequest, Issued};
 pub use keys::KeyType;
 pub use profile::{CaConfig, CsrJson, Profile};
 

@@ -68,7 +68,10 @@ pub struct CaConfig {
     profiles: BTreeMap<String, Profile>,
 }
 
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Result<T, PkiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &str,
+) -> Result<T, PkiError> {
     serde_json::from_str(text).map_err(|e| PkiError::Json {
         path: path.to_string(),
         line: e.line(),
@@ -102,7 +105,12 @@ fn from_raw(raw: &RawProfile, default_expiry: Option<&str>) -> Result<Profile, P
         client_auth,
         expiry,
         key_usages,
-        is_ca: raw.ca_constraint.as_ref().and_then(|c| c.get("is_ca")).and_then(|v| v.as_bool()).unwrap_or(false),
+        is_ca: raw
+            .ca_constraint
+            .as_ref()
+            .and_then(|c| c.get("is_ca"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     })
 }
 
@@ -117,7 +125,9 @@ impl CaConfig {
         }
         if let Some(d) = &raw.signing.default {
             if !d.usages.is_empty() {
-                profiles.entry("default".to_string()).or_insert(from_raw(d, None)?);
+                profiles
+                    .entry("default".to_string())
+                    .or_insert(from_raw(d, None)?);
             }
         }
         Ok(CaConfig { profiles })

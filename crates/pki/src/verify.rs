@@ -21,7 +21,9 @@ impl Role {
             "server" => Ok(Role::Server),
             "client" => Ok(Role::Client),
             "peer" => Ok(Role::Peer),
-            other => Err(PkiError::Invalid(format!("unknown role {other:?}: use server, client or peer"))),
+            other => Err(PkiError::Invalid(format!(
+                "unknown role {other:?}: use server, client or peer"
+            ))),
         }
     }
 }
@@ -42,7 +44,10 @@ pub struct VerifyInput<'a> {
 
 fn host_matches(info: &CertInfo, host: &str) -> bool {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return info.ip_addresses.iter().any(|a| a.parse::<std::net::IpAddr>().ok() == Some(ip));
+        return info
+            .ip_addresses
+            .iter()
+            .any(|a| a.parse::<std::net::IpAddr>().ok() == Some(ip));
     }
     let host = host.to_ascii_lowercase();
     info.dns_names.iter().any(|n| {
@@ -68,7 +73,8 @@ pub fn diagnose(input: &VerifyInput<'_>) -> Result<Vec<String>, PkiError> {
         .collect::<Result<_, _>>()?;
 
     // Signed by (one of) the CA certificate(s)?
-    let (_, leaf_cert) = X509Certificate::from_der(&cert_der[0]).map_err(|e| PkiError::Invalid(e.to_string()))?;
+    let (_, leaf_cert) =
+        X509Certificate::from_der(&cert_der[0]).map_err(|e| PkiError::Invalid(e.to_string()))?;
     let signer = ca_der.iter().zip(&ca_infos).find(|(der, _)| {
         X509Certificate::from_der(der)
             .map(|(_, ca)| leaf_cert.verify_signature(Some(ca.public_key())).is_ok())
@@ -97,7 +103,11 @@ pub fn diagnose(input: &VerifyInput<'_>) -> Result<Vec<String>, PkiError> {
             leaf.not_after
         ));
     }
-    let has = |eku: &str| leaf.extended_key_usages.iter().any(|e| e == eku || e == "any");
+    let has = |eku: &str| {
+        leaf.extended_key_usages
+            .iter()
+            .any(|e| e == eku || e == "any")
+    };
     let need: &[(&str, &str)] = match input.role {
         Some(Role::Server) => &[("server auth", "server")],
         Some(Role::Client) => &[("client auth", "client")],
@@ -105,7 +115,9 @@ pub fn diagnose(input: &VerifyInput<'_>) -> Result<Vec<String>, PkiError> {
         None => &[],
     };
     for (eku, profile) in need {
-        if !leaf.extended_key_usages.is_empty() && !has(eku) || leaf.extended_key_usages.is_empty() && false {
+        if !leaf.extended_key_usages.is_empty() && !has(eku)
+            || leaf.extended_key_usages.is_empty() && false
+        {
             problems.push(format!(
                 "missing {eku} in its extended key usages ({}): reissue it with --profile {profile}",
                 if leaf.extended_key_usages.is_empty() { "none".to_string() } else { leaf.extended_key_usages.join(", ") }
@@ -124,7 +136,8 @@ pub fn diagnose(input: &VerifyInput<'_>) -> Result<Vec<String>, PkiError> {
     }
     if let Some(key_pem) = input.key_pem {
         let key = crate::keys::load_key(key_pem, "--key", None)?;
-        let (_, cert) = X509Certificate::from_der(&leaf.der).map_err(|e| PkiError::Invalid(e.to_string()))?;
+        let (_, cert) =
+            X509Certificate::from_der(&leaf.der).map_err(|e| PkiError::Invalid(e.to_string()))?;
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
             problems.push("the key does not match the certificate: pass the key file written with it (NAME-key.pem)".to_string());
         }
@@ -142,12 +155,16 @@ pub fn diagnose(input: &VerifyInput<'_>) -> Result<Vec<String>, PkiError> {
 
 /// Whether a CRL (PEM) lists the certificate's serial.
 pub fn is_revoked(crl_pem: &str, cert_der: &[u8]) -> Result<bool, PkiError> {
-    let (_, cert) = X509Certificate::from_der(cert_der).map_err(|e| PkiError::Invalid(e.to_string()))?;
+    let (_, cert) =
+        X509Certificate::from_der(cert_der).map_err(|e| PkiError::Invalid(e.to_string()))?;
     for pem in x509_parser::pem::Pem::iter_from_buffer(crl_pem.as_bytes()) {
         let pem = pem.map_err(|e| PkiError::Invalid(format!("CRL: {e}")))?;
         let (_, crl) = CertificateRevocationList::from_der(&pem.contents)
             .map_err(|e| PkiError::Invalid(format!("CRL: {e}")))?;
-        if crl.iter_revoked_certificates().any(|r| r.raw_serial() == cert.raw_serial()) {
+        if crl
+            .iter_revoked_certificates()
+            .any(|r| r.raw_serial() == cert.raw_serial())
+        {
             return Ok(true);
         }
     }

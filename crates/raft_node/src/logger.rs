@@ -38,5 +38,8 @@ impl Drain for TracingDrain {
 
 /// A slog logger whose records go to `tracing` under the target `raft`.
 pub fn raft_logger(member_id: u64) -> slog::Logger {
-    slog::Logger::root(TracingDrain.fuse(), slog::o!("raft_id" => format!("{member_id:x}")))
+    slog::Logger::root(
+        TracingDrain.fuse(),
+        slog::o!("raft_id" => format!("{member_id:x}")),
+    )
 }

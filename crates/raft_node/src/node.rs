@@ -240,7 +240,9 @@ pub fn start(
     let (committed_tx, committed_rx) = mpsc::sync_channel(COMMITTED_QUEUE_BATCHES);
     let status = Arc::new(NodeStatus::default());
     status.term.store(hard_state.term, Ordering::Release);
-    status.commit_index.store(hard_state.commit, Ordering::Release);
+    status
+        .commit_index
+        .store(hard_state.commit, Ordering::Release);
     let mut raft_loop = RaftLoop {
         node,
         storage,
@@ -351,7 +353,11 @@ impl RaftLoop {
         let meta = self.storage.create_snapshot(index)?;
         self.wal.save_snapshot(&meta)?;
         self.wal.release_to(meta.index)?;
-        tracing::info!(index = meta.index, term = meta.term, "saved snapshot and compacted the raft log");
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            "saved snapshot and compacted the raft log"
+        );
         Ok(())
     }
 
@@ -464,7 +470,11 @@ impl RaftLoop {
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
         let meta = snapshot.get_metadata().clone();
-        tracing::info!(index = meta.index, term = meta.term, "raft: installing snapshot from leader");
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            "raft: installing snapshot from leader"
+        );
         let (done, wait) = mpsc::sync_channel(1);
         self.committed
             .send(Committed::Snapshot {

@@ -10,10 +10,13 @@ pub fn init(level: &str, outputs: &[String]) {
         "error" | "panic" | "fatal" => "error",
         _ => "info",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn,rustls=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn,rustls=warn"))
+    });
     let to_stdout = outputs.iter().any(|o| o == "stdout");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
     if to_stdout {
         let _ = builder.with_writer(std::io::stdout).try_init();
     } else {

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rampart", version, about = "A secure, etcd-compatible, Raft-replicated key-value store")]
+#[command(
+    name = "rampart",
+    version,
+    about = "A secure, etcd-compatible, Raft-replicated key-value store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

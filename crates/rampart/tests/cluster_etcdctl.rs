@@ -41,10 +41,24 @@ impl RealEtcd {
             .stderr(Stdio::null())
             .spawn()
             .expect("start etcd");
-        let etcd = RealEtcd { child, url, _dir: dir };
+        let etcd = RealEtcd {
+            child,
+            url,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !cluster.etcdctl(&etcd.url).args(["endpoint", "health"]).output().unwrap().status.success() {
-            assert!(Instant::now() < deadline, "reference etcd did not become healthy");
+        while !cluster
+            .etcdctl(&etcd.url)
+            .args(["endpoint", "health"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "reference etcd did not become healthy"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         etcd
@@ -97,7 +111,11 @@ fn mask_after(line: &str, marker: &str, stop: impl Fn(char) -> bool + Copy) -> S
     out
 }
 
-fn transcript(cluster: &Cluster, endpoint_for: &dyn Fn(usize) -> String, steps: &[(&[&str], Option<&str>)]) -> Vec<String> {
+fn transcript(
+    cluster: &Cluster,
+    endpoint_for: &dyn Fn(usize) -> String,
+    steps: &[(&[&str], Option<&str>)],
+) -> Vec<String> {
     let mut results = Vec::new();
     for (i, (args, stdin)) in steps.iter().enumerate() {
         let mut cmd = cluster.etcdctl(&endpoint_for(i));
@@ -110,7 +128,12 @@ fn transcript(cluster: &Cluster, endpoint_for: &dyn Fn(usize) -> String, steps: 
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
             child.wait_with_output().unwrap()
         } else {
             cmd.output().unwrap()
@@ -143,7 +166,10 @@ fn cluster_etcdctl_kv_commands_match_real_etcd() {
         (&["get", "foo", "foo3"], None),
         (&["get", "--prefix", "--limit=2", "foo"], None),
         (&["get", "--rev=2", "foo"], None),
-        (&["get", "--prefix", "--sort-by=MODIFY", "--order=DESCEND", ""], None),
+        (
+            &["get", "--prefix", "--sort-by=MODIFY", "--order=DESCEND", ""],
+            None,
+        ),
         (&["get", "--from-key", "k"], None),
         (&["get", "--prefix", "--keys-only", "foo"], None),
         (&["get", "--prefix", "--count-only", "foo"], None),
@@ -156,17 +182,29 @@ fn cluster_etcdctl_kv_commands_match_real_etcd() {
         (&["del", "nothing"], None),
         (&["txn", "--interactive=false"], Some(txn_input)),
         (&["get", "k1"], None),
-        (&["txn", "-w", "json"], Some("value(\"k1\") = \"nope\"\n\nput a b\n\nget k1\n\n")),
+        (
+            &["txn", "-w", "json"],
+            Some("value(\"k1\") = \"nope\"\n\nput a b\n\nget k1\n\n"),
+        ),
         (&["compaction", "3"], None),
         (&["get", "--rev=2", "foo"], None),
         (&["get", "--rev=100", "foo"], None),
         (&["compaction", "2"], None),
         (&["put", "", "empty-key"], None),
     ];
-    let ours = transcript(&cluster, &|i| cluster.members[i % 3].client_url.clone(), &steps);
+    let ours = transcript(
+        &cluster,
+        &|i| cluster.members[i % 3].client_url.clone(),
+        &steps,
+    );
     let reference = transcript(&cluster, &|_| etcd.url.clone(), &steps);
     for (a, b) in ours.iter().zip(reference.iter()) {
-        assert_eq!(a, b, "rampart (left) and etcd (right) differ\n{}", cluster.logs());
+        assert_eq!(
+            a,
+            b,
+            "rampart (left) and etcd (right) differ\n{}",
+            cluster.logs()
+        );
     }
 }
 
@@ -197,7 +235,10 @@ fn cluster_etcdctl_member_and_endpoint_commands() {
     assert!(health.status.success(), "{text}");
     for m in &cluster.members {
         assert!(
-            text.contains(&format!("{} is healthy: successfully committed proposal: took = ", m.client_url)),
+            text.contains(&format!(
+                "{} is healthy: successfully committed proposal: took = ",
+                m.client_url
+            )),
             "{text}"
         );
     }
@@ -205,10 +246,15 @@ fn cluster_etcdctl_member_and_endpoint_commands() {
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     let arr = v.as_array().unwrap();
     assert_eq!(arr.len(), 3, "{status}");
-    let leaders: std::collections::BTreeSet<String> =
-        arr.iter().map(|s| s["Status"]["leader"].to_string()).collect();
+    let leaders: std::collections::BTreeSet<String> = arr
+        .iter()
+        .map(|s| s["Status"]["leader"].to_string())
+        .collect();
     assert_eq!(leaders.len(), 1, "members disagree on the leader: {status}");
     assert_eq!(arr[0]["Status"]["version"], "3.4.23");
     let table = cluster.ctl_ok(0, &["endpoint", "status", "-w", "table"]);
-    assert!(table.contains(" ENDPOINT ") && table.contains("RAFT APPLIED INDEX"), "{table}");
+    assert!(
+        table.contains(" ENDPOINT ") && table.contains("RAFT APPLIED INDEX"),
+        "{table}"
+    );
 }

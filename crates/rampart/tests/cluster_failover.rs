@@ -78,23 +78,36 @@ fn check_all_members(cluster: &Cluster, acked: &[String]) {
             if String::from_utf8_lossy(&out.stdout).contains("final-marker") {
                 continue 'members;
             }
-            assert!(Instant::now() < deadline, "member {i} did not catch up\n{}", cluster.logs());
+            assert!(
+                Instant::now() < deadline,
+                "member {i} did not catch up\n{}",
+                cluster.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     let mut revisions = Vec::new();
     for i in 0..cluster.members.len() {
-        let keys = cluster.ctl_ok(i, &["get", "--prefix", "load-", "--keys-only", "--consistency=s"]);
+        let keys = cluster.ctl_ok(
+            i,
+            &["get", "--prefix", "load-", "--keys-only", "--consistency=s"],
+        );
         let present: std::collections::HashSet<&str> =
             keys.lines().filter(|l| !l.is_empty()).collect();
         for k in acked {
-            assert!(present.contains(k.as_str()), "member {i} lost acknowledged key {k}");
+            assert!(
+                present.contains(k.as_str()),
+                "member {i} lost acknowledged key {k}"
+            );
         }
         let status = cluster.ctl_ok(i, &["get", "final-marker", "--consistency=s", "-w", "json"]);
         let v: serde_json::Value = serde_json::from_str(&status).unwrap();
         revisions.push(v["header"]["revision"].as_i64().unwrap());
     }
-    assert!(revisions.windows(2).all(|w| w[0] == w[1]), "revisions differ: {revisions:?}");
+    assert!(
+        revisions.windows(2).all(|w| w[0] == w[1]),
+        "revisions differ: {revisions:?}"
+    );
     let rev = revisions[0].to_string();
     let mut hashes = Vec::new();
     for i in 0..cluster.members.len() {
@@ -102,7 +115,10 @@ fn check_all_members(cluster: &Cluster, acked: &[String]) {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         hashes.push(v[0]["HashKV"]["hash"].as_u64().unwrap());
     }
-    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {hashes:?}");
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "HashKV differs: {hashes:?}"
+    );
 }
 
 fn crash_under_load(victims: &dyn Fn(&Cluster) -> Vec<usize>, expect_new_leader: bool) {
@@ -127,7 +143,11 @@ fn crash_under_load(victims: &dyn Fn(&Cluster) -> Vec<usize>, expect_new_leader:
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     let acked = load.join().unwrap();
-    assert!(acked.len() > 10, "the load made too little progress: {} writes", acked.len());
+    assert!(
+        acked.len() > 10,
+        "the load made too little progress: {} writes",
+        acked.len()
+    );
     let acked = Arc::new(Mutex::new(acked));
     check_all_members(&cluster, &acked.lock().unwrap());
 }

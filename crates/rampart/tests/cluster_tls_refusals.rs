@@ -27,10 +27,15 @@ fn cluster_refuses_clients_and_peers_without_the_right_certificates() {
     let ca = cluster.pki.file("ca.pem");
 
     // Plaintext against the TLS port.
-    assert!(!etcdctl_with(&plain, &[]).status.success(), "plaintext client accepted");
+    assert!(
+        !etcdctl_with(&plain, &[]).status.success(),
+        "plaintext client accepted"
+    );
     // TLS but no client certificate.
     assert!(
-        !etcdctl_with(&https, &[format!("--cacert={ca}")]).status.success(),
+        !etcdctl_with(&https, &[format!("--cacert={ca}")])
+            .status
+            .success(),
         "client without a certificate accepted"
     );
     // A client certificate from another CA.
@@ -44,7 +49,10 @@ fn cluster_refuses_clients_and_peers_without_the_right_certificates() {
             format!("--key={}", other.file("client-key.pem")),
         ],
     );
-    assert!(!out.status.success(), "client with a certificate from another CA accepted");
+    assert!(
+        !out.status.success(),
+        "client with a certificate from another CA accepted"
+    );
     // The right certificate works (the refusals above were not a broken cluster).
     cluster.ctl_ok(0, &["put", "allowed", "x"]);
 

@@ -43,7 +43,10 @@ fn stop(mut child: Child) {
             assert!(status.success(), "rampart up exited with {status}");
             return;
         }
-        assert!(Instant::now() < deadline, "rampart up did not stop on Ctrl-C");
+        assert!(
+            Instant::now() < deadline,
+            "rampart up did not stop on Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -54,7 +57,11 @@ fn etcdctl(env: &[(String, String)], args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -62,17 +69,31 @@ fn etcdctl(env: &[(String, String)], args: &[&str]) -> String {
 fn cluster_up_runs_a_secure_cluster_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let (child, env) = start(dir.path());
-    assert!(env.iter().any(|(k, v)| k == "ETCDCTL_ENDPOINTS" && v.starts_with("https://")), "{env:?}");
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "ETCDCTL_ENDPOINTS" && v.starts_with("https://")),
+        "{env:?}"
+    );
     assert_eq!(etcdctl(&env, &["put", "greeting", "hello"]).trim(), "OK");
     assert_eq!(etcdctl(&env, &["member", "list"]).lines().count(), 3);
     stop(child);
     let key = dir.path().join("tls/ca-key.pem");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let ca_before = std::fs::read(dir.path().join("tls/ca.pem")).unwrap();
 
     let (child, env) = start(dir.path());
-    assert_eq!(etcdctl(&env, &["get", "greeting", "--print-value-only"]).trim(), "hello");
+    assert_eq!(
+        etcdctl(&env, &["get", "greeting", "--print-value-only"]).trim(),
+        "hello"
+    );
     stop(child);
-    assert_eq!(std::fs::read(dir.path().join("tls/ca.pem")).unwrap(), ca_before, "the CA was replaced");
+    assert_eq!(
+        std::fs::read(dir.path().join("tls/ca.pem")).unwrap(),
+        ca_before,
+        "the CA was replaced"
+    );
 }

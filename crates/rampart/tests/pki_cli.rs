@@ -11,11 +11,20 @@ fn bin() -> PathBuf {
 }
 
 fn rampart(dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin()).current_dir(dir).args(args).output().unwrap()
+    Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -23,7 +32,13 @@ fn openssl_verify(dir: &Path, extra: &[&str], cert: &str) -> bool {
     let mut args = vec!["verify", "-CAfile", "ca.pem"];
     args.extend(extra);
     args.push(cert);
-    Command::new("openssl").current_dir(dir).args(&args).output().unwrap().status.success()
+    Command::new("openssl")
+        .current_dir(dir)
+        .args(&args)
+        .output()
+        .unwrap()
+        .status
+        .success()
 }
 
 fn links(dir: &Path) -> PathBuf {
@@ -33,8 +48,17 @@ fn links(dir: &Path) -> PathBuf {
 }
 
 fn sh(dir: &Path, bin_dir: &Path, script: &str) {
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    ok(Command::new("bash").current_dir(dir).env("PATH", path).args(["-euo", "pipefail", "-c", script]).output().unwrap());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    ok(Command::new("bash")
+        .current_dir(dir)
+        .env("PATH", path)
+        .args(["-euo", "pipefail", "-c", script])
+        .output()
+        .unwrap());
 }
 
 #[test]
@@ -50,14 +74,42 @@ fn seed_000_cfssl_command_lines_make_working_files() {
         cfssl gencert -ca=ca.pem -ca-key=ca-key.pem -config=ca-config.json -profile=etcd-node etcd-node-csr.json | cfssljson -bare etcd-node
         cfssl gencert -ca=ca.pem -ca-key=ca-key.pem -config=ca-config.json -profile=etcd-proxy etcd-proxy-csr.json | cfssljson -bare etcd-proxy");
     for cert in ["etcd-node.pem", "etcd-proxy.pem"] {
-        assert!(openssl_verify(dir, &["-purpose", "sslserver"], cert), "{cert} not a valid server cert");
-        assert!(openssl_verify(dir, &["-purpose", "sslclient"], cert), "{cert} not a valid client cert");
+        assert!(
+            openssl_verify(dir, &["-purpose", "sslserver"], cert),
+            "{cert} not a valid server cert"
+        );
+        assert!(
+            openssl_verify(dir, &["-purpose", "sslclient"], cert),
+            "{cert} not a valid client cert"
+        );
     }
-    let text = String::from_utf8(ok(Command::new("openssl").current_dir(dir).args(["x509", "-in", "etcd-node.pem", "-noout", "-text"]).output().unwrap()).stdout).unwrap();
-    assert!(text.contains("DNS:localhost, IP Address:127.0.0.1"), "{text}");
-    assert!(!text.contains("DNS:,"), "an empty host became a SAN: {text}");
+    let text = String::from_utf8(
+        ok(Command::new("openssl")
+            .current_dir(dir)
+            .args(["x509", "-in", "etcd-node.pem", "-noout", "-text"])
+            .output()
+            .unwrap())
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("DNS:localhost, IP Address:127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("DNS:,"),
+        "an empty host became a SAN: {text}"
+    );
     for key in ["ca-key.pem", "etcd-node-key.pem", "etcd-proxy-key.pem"] {
-        assert_eq!(std::fs::metadata(dir.join(key)).unwrap().permissions().mode() & 0o777, 0o600, "{key}");
+        assert_eq!(
+            std::fs::metadata(dir.join(key))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600,
+            "{key}"
+        );
     }
 }
 
@@ -66,18 +118,37 @@ fn seed_001_etcd_ca_command_lines_make_working_files() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let bin_dir = links(dir);
-    sh(dir, &bin_dir, "etcd-ca init --passphrase ''
+    sh(
+        dir,
+        &bin_dir,
+        "etcd-ca init --passphrase ''
         etcd-ca new-cert --passphrase '' --ip 127.0.0.1 --domain node1.example server1
         etcd-ca sign --passphrase '' server1
         etcd-ca export --insecure --passphrase '' server1 | tar xvf -
         etcd-ca chain server1 > server1.ca.crt
         etcd-ca new-cert --passphrase '' client
         etcd-ca sign --passphrase '' client
-        etcd-ca export --insecure --passphrase '' client | tar xvf -");
-    for f in ["server1.crt", "server1.key.insecure", "client.crt", "client.key.insecure"] {
+        etcd-ca export --insecure --passphrase '' client | tar xvf -",
+    );
+    for f in [
+        "server1.crt",
+        "server1.key.insecure",
+        "client.crt",
+        "client.key.insecure",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
-    let v = Command::new("openssl").current_dir(dir).args(["verify", "-CAfile", "server1.ca.crt", "server1.crt", "client.crt"]).output().unwrap();
+    let v = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "verify",
+            "-CAfile",
+            "server1.ca.crt",
+            "server1.crt",
+            "client.crt",
+        ])
+        .output()
+        .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
 
@@ -88,39 +159,171 @@ fn verify_agrees_with_openssl() {
     let dir = d.path();
     let other = dir.join("other");
     ok(rampart(dir, &["pki", "init", "--dir", "."]));
-    ok(rampart(dir, &["pki", "init", "--dir", other.to_str().unwrap()]));
-    ok(rampart(dir, &["pki", "issue", "good", "--profile", "server", "--hosts", "127.0.0.1,node1", "--dir", "."]));
-    ok(rampart(dir, &["pki", "issue", "client", "--profile", "client", "--dir", "."]));
-    ok(rampart(dir, &["pki", "issue", "foreign", "--profile", "server", "--hosts", "node1", "--dir", other.to_str().unwrap()]));
+    ok(rampart(
+        dir,
+        &["pki", "init", "--dir", other.to_str().unwrap()],
+    ));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "good",
+            "--profile",
+            "server",
+            "--hosts",
+            "127.0.0.1,node1",
+            "--dir",
+            ".",
+        ],
+    ));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "--profile",
+            "client",
+            "--dir",
+            ".",
+        ],
+    ));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "foreign",
+            "--profile",
+            "server",
+            "--hosts",
+            "node1",
+            "--dir",
+            other.to_str().unwrap(),
+        ],
+    ));
     std::fs::copy(other.join("foreign.pem"), dir.join("foreign.pem")).unwrap();
-    ok(rampart(dir, &["pki", "issue", "short", "--profile", "server", "--hosts", "node1", "--expiry", "1s", "--dir", "."]));
-    ok(rampart(dir, &["pki", "issue", "revoked", "--profile", "server", "--hosts", "node1", "--dir", "."]));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "short",
+            "--profile",
+            "server",
+            "--hosts",
+            "node1",
+            "--expiry",
+            "1s",
+            "--dir",
+            ".",
+        ],
+    ));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "revoked",
+            "--profile",
+            "server",
+            "--hosts",
+            "node1",
+            "--dir",
+            ".",
+        ],
+    ));
     std::thread::sleep(Duration::from_secs(2));
     // (certificate, rampart args, openssl args, accepted)
     let cases: Vec<(&str, Vec<&str>, Vec<&str>, bool)> = vec![
-        ("good.pem", vec!["--role", "server", "--host", "node1"], vec!["-purpose", "sslserver", "-verify_hostname", "node1"], true),
-        ("foreign.pem", vec!["--role", "server"], vec!["-purpose", "sslserver"], false),
-        ("short.pem", vec!["--role", "server"], vec!["-purpose", "sslserver"], false),
-        ("client.pem", vec!["--role", "server"], vec!["-purpose", "sslserver"], false),
-        ("good.pem", vec!["--role", "server", "--host", "other.example"], vec!["-purpose", "sslserver", "-verify_hostname", "other.example"], false),
+        (
+            "good.pem",
+            vec!["--role", "server", "--host", "node1"],
+            vec!["-purpose", "sslserver", "-verify_hostname", "node1"],
+            true,
+        ),
+        (
+            "foreign.pem",
+            vec!["--role", "server"],
+            vec!["-purpose", "sslserver"],
+            false,
+        ),
+        (
+            "short.pem",
+            vec!["--role", "server"],
+            vec!["-purpose", "sslserver"],
+            false,
+        ),
+        (
+            "client.pem",
+            vec!["--role", "server"],
+            vec!["-purpose", "sslserver"],
+            false,
+        ),
+        (
+            "good.pem",
+            vec!["--role", "server", "--host", "other.example"],
+            vec!["-purpose", "sslserver", "-verify_hostname", "other.example"],
+            false,
+        ),
     ];
     for (cert, ours, theirs, accepted) in &cases {
         let mut args = vec!["pki", "verify", "--ca", "ca.pem", "--cert", cert];
         args.extend(ours);
         let r = rampart(dir, &args);
-        assert_eq!(r.status.success(), *accepted, "rampart on {cert} {ours:?}: {}", String::from_utf8_lossy(&r.stderr));
-        assert_eq!(openssl_verify(dir, theirs, cert), *accepted, "openssl on {cert} {theirs:?}");
+        assert_eq!(
+            r.status.success(),
+            *accepted,
+            "rampart on {cert} {ours:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert_eq!(
+            openssl_verify(dir, theirs, cert),
+            *accepted,
+            "openssl on {cert} {theirs:?}"
+        );
         if !accepted {
             assert!(!r.stderr.is_empty(), "no diagnosis for {cert}");
         }
     }
     ok(rampart(dir, &["pki", "revoke", "revoked", "--dir", "."]));
-    let r = rampart(dir, &["pki", "verify", "--ca", "ca.pem", "--cert", "revoked.pem", "--role", "server"]);
+    let r = rampart(
+        dir,
+        &[
+            "pki",
+            "verify",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "revoked.pem",
+            "--role",
+            "server",
+        ],
+    );
     assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("revoked"));
-    assert!(!openssl_verify(dir, &["-crl_check", "-CRLfile", "crl.pem"], "revoked.pem"));
-    assert!(openssl_verify(dir, &["-crl_check", "-CRLfile", "crl.pem"], "good.pem"));
-    let msg = String::from_utf8_lossy(&rampart(dir, &["pki", "verify", "--ca", "ca.pem", "--cert", "foreign.pem"]).stderr).into_owned();
-    assert!(msg.contains("signed by a different CA") && msg.contains("SHA-256"), "{msg}");
+    assert!(!openssl_verify(
+        dir,
+        &["-crl_check", "-CRLfile", "crl.pem"],
+        "revoked.pem"
+    ));
+    assert!(openssl_verify(
+        dir,
+        &["-crl_check", "-CRLfile", "crl.pem"],
+        "good.pem"
+    ));
+    let msg = String::from_utf8_lossy(
+        &rampart(
+            dir,
+            &["pki", "verify", "--ca", "ca.pem", "--cert", "foreign.pem"],
+        )
+        .stderr,
+    )
+    .into_owned();
+    assert!(
+        msg.contains("signed by a different CA") && msg.contains("SHA-256"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -128,16 +331,66 @@ fn bad_input_fails_in_one_line_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     std::fs::write(dir.join("pass"), "secret\n").unwrap();
-    ok(rampart(dir, &["pki", "init", "--dir", ".", "--passphrase-file", "pass"]));
-    let before = (std::fs::read(dir.join("ca.pem")).unwrap(), std::fs::read(dir.join("ca-key.pem")).unwrap());
+    ok(rampart(
+        dir,
+        &["pki", "init", "--dir", ".", "--passphrase-file", "pass"],
+    ));
+    let before = (
+        std::fs::read(dir.join("ca.pem")).unwrap(),
+        std::fs::read(dir.join("ca-key.pem")).unwrap(),
+    );
     std::fs::write(dir.join("wrong"), "nope").unwrap();
     std::fs::write(dir.join("bad.json"), "{\"CN\": \"x\",\n \"hosts\": [}").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["pki", "init", "--dir", "."], "--force"),
-        (vec!["pki", "issue", "a", "--profile", "bogus", "--dir", ".", "--passphrase-file", "pass"], "known profiles are"),
-        (vec!["pki", "issue", "a", "--profile", "server", "--dir", ".", "--passphrase-file", "wrong"], "wrong passphrase"),
-        (vec!["pki", "issue", "a", "--profile", "server", "--dir", "."], "passphrase"),
-        (vec!["pki", "issue", "a", "--profile", "server", "--csr", "bad.json", "--dir", ".", "--passphrase-file", "pass"], "line 2"),
+        (
+            vec![
+                "pki",
+                "issue",
+                "a",
+                "--profile",
+                "bogus",
+                "--dir",
+                ".",
+                "--passphrase-file",
+                "pass",
+            ],
+            "known profiles are",
+        ),
+        (
+            vec![
+                "pki",
+                "issue",
+                "a",
+                "--profile",
+                "server",
+                "--dir",
+                ".",
+                "--passphrase-file",
+                "wrong",
+            ],
+            "wrong passphrase",
+        ),
+        (
+            vec!["pki", "issue", "a", "--profile", "server", "--dir", "."],
+            "passphrase",
+        ),
+        (
+            vec![
+                "pki",
+                "issue",
+                "a",
+                "--profile",
+                "server",
+                "--csr",
+                "bad.json",
+                "--dir",
+                ".",
+                "--passphrase-file",
+                "pass",
+            ],
+            "line 2",
+        ),
         (vec!["pki", "inspect", "ca-key.pem"], "private key"),
         (vec!["pki", "inspect", "missing.pem"], "missing.pem"),
     ];
@@ -145,36 +398,118 @@ fn bad_input_fails_in_one_line_and_changes_nothing() {
         let out = rampart(dir, &args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
         assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
     }
-    assert_eq!((std::fs::read(dir.join("ca.pem")).unwrap(), std::fs::read(dir.join("ca-key.pem")).unwrap()), before);
+    assert_eq!(
+        (
+            std::fs::read(dir.join("ca.pem")).unwrap(),
+            std::fs::read(dir.join("ca-key.pem")).unwrap()
+        ),
+        before
+    );
     assert!(!dir.join("a.pem").exists());
-    ok(rampart(dir, &["pki", "issue", "a", "--profile", "server", "--dir", ".", "--passphrase-file", "pass"]));
-    assert!(String::from_utf8_lossy(&std::fs::read(dir.join("ca-key.pem")).unwrap()).contains("ENCRYPTED PRIVATE KEY"));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "a",
+            "--profile",
+            "server",
+            "--dir",
+            ".",
+            "--passphrase-file",
+            "pass",
+        ],
+    ));
+    assert!(
+        String::from_utf8_lossy(&std::fs::read(dir.join("ca-key.pem")).unwrap())
+            .contains("ENCRYPTED PRIVATE KEY")
+    );
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The real etcd 3.4 serves with Rampart's certificates and accepts a Rampart client
 /// certificate; a client certificate from another CA is refused.
 #[test]
 fn real_etcd_accepts_rampart_certificates() {
-    assert!(Path::new("/usr/bin/etcd").exists(), "/usr/bin/etcd missing: install etcd-server (scripts/test.sh does)");
+    assert!(
+        Path::new("/usr/bin/etcd").exists(),
+        "/usr/bin/etcd missing: install etcd-server (scripts/test.sh does)"
+    );
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     ok(rampart(dir, &["pki", "init", "--dir", "."]));
-    ok(rampart(dir, &["pki", "issue", "server", "--profile", "server", "--hosts", "127.0.0.1,localhost", "--dir", "."]));
-    ok(rampart(dir, &["pki", "issue", "client", "--profile", "client", "--cn", "root", "--dir", "."]));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "server",
+            "--profile",
+            "server",
+            "--hosts",
+            "127.0.0.1,localhost",
+            "--dir",
+            ".",
+        ],
+    ));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "--profile",
+            "client",
+            "--cn",
+            "root",
+            "--dir",
+            ".",
+        ],
+    ));
     ok(rampart(dir, &["pki", "init", "--dir", "other"]));
-    ok(rampart(dir, &["pki", "issue", "client", "--profile", "client", "--dir", "other"]));
+    ok(rampart(
+        dir,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "--profile",
+            "client",
+            "--dir",
+            "other",
+        ],
+    ));
     let url = format!("https://127.0.0.1:{}", free_port());
     let peer = format!("http://127.0.0.1:{}", free_port());
     let mut etcd = Command::new("/usr/bin/etcd")
         .current_dir(dir)
-        .args(["--name", "t", "--data-dir", "data", "--client-cert-auth", "--trusted-ca-file", "ca.pem", "--cert-file", "server.pem", "--key-file", "server-key.pem"])
+        .args([
+            "--name",
+            "t",
+            "--data-dir",
+            "data",
+            "--client-cert-auth",
+            "--trusted-ca-file",
+            "ca.pem",
+            "--cert-file",
+            "server.pem",
+            "--key-file",
+            "server-key.pem",
+        ])
         .arg(format!("--listen-client-urls={url}"))
         .arg(format!("--advertise-client-urls={url}"))
         .arg(format!("--listen-peer-urls={peer}"))
@@ -197,7 +532,14 @@ fn real_etcd_accepts_rampart_certificates() {
             .current_dir(dir)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={url}"))
-            .args(["--cacert", "ca.pem", "--dial-timeout", "2s", "--command-timeout", "3s"])
+            .args([
+                "--cacert",
+                "ca.pem",
+                "--dial-timeout",
+                "2s",
+                "--command-timeout",
+                "3s",
+            ])
             .arg(format!("--cert={ca_dir}/client.pem"))
             .arg(format!("--key={ca_dir}/client-key.pem"))
             .args(args)
@@ -206,12 +548,18 @@ fn real_etcd_accepts_rampart_certificates() {
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     while !ctl(".", &["put", "k", "v"]).status.success() {
-        assert!(Instant::now() < deadline, "etcd never accepted our client certificate");
+        assert!(
+            Instant::now() < deadline,
+            "etcd never accepted our client certificate"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let got = ok(ctl(".", &["get", "k", "--print-value-only"]));
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "v");
-    assert!(!ctl("other", &["get", "k"]).status.success(), "a client certificate from another CA was accepted");
+    assert!(
+        !ctl("other", &["get", "k"]).status.success(),
+        "a client certificate from another CA was accepted"
+    );
 }
 
 const SEED_003: &str = r#"mkdir -p tls/profiles
@@ -262,15 +610,38 @@ fn seed_003_cfssl_files_work_with_real_etcd() {
     let bin_dir = links(dir);
     sh(dir, &bin_dir, SEED_003);
     let assets = dir.join("tls/assets");
-    assert!(openssl_verify(&assets, &["-purpose", "sslclient"], "client.pem"));
-    assert!(openssl_verify(&assets, &["-purpose", "sslserver", "-verify_hostname", "etcd-1.local"], "member-1-server.pem"));
-    assert!(openssl_verify(&assets, &["-purpose", "sslclient"], "member-1-peer.pem"));
-    assert!(!openssl_verify(&assets, &["-purpose", "sslclient"], "member-1-server.pem"), "server profile must not allow client auth");
+    assert!(openssl_verify(
+        &assets,
+        &["-purpose", "sslclient"],
+        "client.pem"
+    ));
+    assert!(openssl_verify(
+        &assets,
+        &["-purpose", "sslserver", "-verify_hostname", "etcd-1.local"],
+        "member-1-server.pem"
+    ));
+    assert!(openssl_verify(
+        &assets,
+        &["-purpose", "sslclient"],
+        "member-1-peer.pem"
+    ));
+    assert!(
+        !openssl_verify(&assets, &["-purpose", "sslclient"], "member-1-server.pem"),
+        "server profile must not allow client auth"
+    );
     for f in ["ca.csr", "client.csr", "member-1-peer.csr"] {
         assert!(assets.join(f).exists(), "{f} missing");
     }
-    std::fs::rename(assets.join("member-1-server.pem"), assets.join("server.pem")).unwrap();
-    std::fs::rename(assets.join("member-1-server-key.pem"), assets.join("server-key.pem")).unwrap();
+    std::fs::rename(
+        assets.join("member-1-server.pem"),
+        assets.join("server.pem"),
+    )
+    .unwrap();
+    std::fs::rename(
+        assets.join("member-1-server-key.pem"),
+        assets.join("server-key.pem"),
+    )
+    .unwrap();
     serve_with_real_etcd(&assets, "client");
 }
 
@@ -298,8 +669,19 @@ fn seed_004_cfssl_files_work_with_real_etcd() {
     let dir = d.path();
     let bin_dir = links(dir);
     sh(dir, &bin_dir, SEED_004);
-    let text = String::from_utf8(ok(Command::new("openssl").current_dir(dir).args(["x509", "-in", "server.pem", "-noout", "-text"]).output().unwrap()).stdout).unwrap();
-    assert!(text.contains("Public-Key: (4096 bit)") && text.contains("O = ETCD"), "{text}");
+    let text = String::from_utf8(
+        ok(Command::new("openssl")
+            .current_dir(dir)
+            .args(["x509", "-in", "server.pem", "-noout", "-text"])
+            .output()
+            .unwrap())
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("Public-Key: (4096 bit)") && text.contains("O = ETCD"),
+        "{text}"
+    );
     for f in ["ca.csr", "server.csr", "client.csr"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
@@ -309,13 +691,26 @@ fn seed_004_cfssl_files_work_with_real_etcd() {
 /// Starts the real etcd with `dir/{ca,server,server-key}.pem` and client-cert auth, and checks
 /// etcdctl with `dir/{client}.pem` can write and read.
 fn serve_with_real_etcd(dir: &Path, client: &str) {
-    assert!(Path::new("/usr/bin/etcd").exists(), "/usr/bin/etcd missing: install etcd-server (scripts/test.sh does)");
+    assert!(
+        Path::new("/usr/bin/etcd").exists(),
+        "/usr/bin/etcd missing: install etcd-server (scripts/test.sh does)"
+    );
     let url = format!("https://127.0.0.1:{}", free_port());
     let peer = format!("http://127.0.0.1:{}", free_port());
     let data = tempfile::tempdir().unwrap();
     let mut etcd = Command::new("/usr/bin/etcd")
         .current_dir(dir)
-        .args(["--name", "t", "--client-cert-auth", "--trusted-ca-file", "ca.pem", "--cert-file", "server.pem", "--key-file", "server-key.pem"])
+        .args([
+            "--name",
+            "t",
+            "--client-cert-auth",
+            "--trusted-ca-file",
+            "ca.pem",
+            "--cert-file",
+            "server.pem",
+            "--key-file",
+            "server-key.pem",
+        ])
         .arg(format!("--data-dir={}", data.path().join("d").display()))
         .arg(format!("--listen-client-urls={url}"))
         .arg(format!("--advertise-client-urls={url}"))
@@ -331,7 +726,14 @@ fn serve_with_real_etcd(dir: &Path, client: &str) {
             .current_dir(dir)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={url}"))
-            .args(["--cacert", "ca.pem", "--dial-timeout", "2s", "--command-timeout", "3s"])
+            .args([
+                "--cacert",
+                "ca.pem",
+                "--dial-timeout",
+                "2s",
+                "--command-timeout",
+                "3s",
+            ])
             .arg(format!("--cert={client}.pem"))
             .arg(format!("--key={client}-key.pem"))
             .args(args)

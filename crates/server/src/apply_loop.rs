@@ -134,7 +134,11 @@ impl ApplyLoop {
                 "published local member to cluster through raft"
             );
         } else if changed {
-            tracing::info!(member = format!("{member:x}"), name, "member published its client URLs");
+            tracing::info!(
+                member = format!("{member:x}"),
+                name,
+                "member published its client URLs"
+            );
         }
         Ok(())
     }

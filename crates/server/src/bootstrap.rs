@@ -102,7 +102,10 @@ pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError>
     create_private_dir(&dirs.snap).map_err(io("cannot create", &dirs.snap))?;
 
     let members = initial_members(settings);
-    let flag_member = members.iter().find(|m| m.name == settings.name).map(|m| m.id);
+    let flag_member = members
+        .iter()
+        .find(|m| m.name == settings.name)
+        .map(|m| m.id);
     let flag_cluster = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
 
     if Wal::exists(&dirs.wal) {
@@ -200,7 +203,10 @@ pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError>
     })
 }
 
-fn recover_storage(contents: WalContents, conf: Option<ConfState>) -> Result<RaftStorage, ServerError> {
+fn recover_storage(
+    contents: WalContents,
+    conf: Option<ConfState>,
+) -> Result<RaftStorage, ServerError> {
     Ok(RaftStorage::recover(
         contents.snapshot,
         contents.hard_state,
@@ -211,8 +217,12 @@ fn recover_storage(contents: WalContents, conf: Option<ConfState>) -> Result<Raf
 }
 
 fn open_applier(dirs: &DataDir) -> Result<Applier, ServerError> {
-    Applier::open(&dirs.db())
-        .map_err(|e| ServerError::Storage(format!("cannot open the backend {}: {e}", dirs.db().display())))
+    Applier::open(&dirs.db()).map_err(|e| {
+        ServerError::Storage(format!(
+            "cannot open the backend {}: {e}",
+            dirs.db().display()
+        ))
+    })
 }
 
 /// Data dirs are private to the member (etcd uses 0700).

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prost::Message as _;
-use rampart_apply::{ApplyError, Applier, Response};
+use rampart_apply::{Applier, ApplyError, Response};
 use rampart_proto::etcdserverpb::ResponseHeader;
 use rampart_proto::internal::{raft_request, RaftRequest};
 use rampart_raft_node::RaftHandle;
@@ -140,7 +140,10 @@ impl EtcdServer {
 
     /// Appends `request` to the Raft log without waiting for it to be applied (for requests whose
     /// effect the caller observes some other way).
-    pub async fn propose_without_waiting(&self, request: raft_request::Request) -> Result<(), Status> {
+    pub async fn propose_without_waiting(
+        &self,
+        request: raft_request::Request,
+    ) -> Result<(), Status> {
         let data = RaftRequest {
             id: self.ids.next(),
             request: Some(request),

@@ -50,7 +50,10 @@ pub fn parse_listen_url(raw: &str) -> Result<ListenUrl, ServerError> {
 pub async fn bind(url: &ListenUrl) -> Result<TcpListener, ServerError> {
     TcpListener::bind(url.addr).await.map_err(|e| {
         ServerError::io(
-            format!("cannot listen on {} ({}): is another member or etcd already using it?", url.url, url.addr),
+            format!(
+                "cannot listen on {} ({}): is another member or etcd already using it?",
+                url.url, url.addr
+            ),
             e,
         )
     })

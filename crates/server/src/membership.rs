@@ -60,11 +60,19 @@ impl Membership {
         let text = std::fs::read_to_string(file)
             .map_err(|e| ServerError::io(format!("cannot read {}", file.display()), e))?;
         let parsed: ClusterFile = serde_json::from_str(&text).map_err(|e| {
-            ServerError::Config(format!("{} is damaged ({e}): restore the data dir from a backup", file.display()))
+            ServerError::Config(format!(
+                "{} is damaged ({e}): restore the data dir from a backup",
+                file.display()
+            ))
         })?;
-        let cluster_id = u64::from_str_radix(&parsed.cluster_id, 16)
-            .map_err(|e| ServerError::Config(format!("{}: bad cluster_id ({e})", file.display())))?;
-        Ok(Membership::new(cluster_id, parsed.members, file.to_path_buf()))
+        let cluster_id = u64::from_str_radix(&parsed.cluster_id, 16).map_err(|e| {
+            ServerError::Config(format!("{}: bad cluster_id ({e})", file.display()))
+        })?;
+        Ok(Membership::new(
+            cluster_id,
+            parsed.members,
+            file.to_path_buf(),
+        ))
     }
 
     pub fn cluster_id(&self) -> u64 {
@@ -72,7 +80,12 @@ impl Membership {
     }
 
     pub fn members(&self) -> Vec<Member> {
-        self.members.read().expect("members").values().cloned().collect()
+        self.members
+            .read()
+            .expect("members")
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn get(&self, id: u64) -> Option<Member> {
@@ -80,11 +93,21 @@ impl Membership {
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.members.read().expect("members").keys().copied().collect()
+        self.members
+            .read()
+            .expect("members")
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Records the name and client URLs a member published; true when something changed.
-    pub fn publish(&self, id: u64, name: &str, client_urls: &[String]) -> Result<bool, ServerError> {
+    pub fn publish(
+        &self,
+        id: u64,
+        name: &str,
+        client_urls: &[String],
+    ) -> Result<bool, ServerError> {
         let changed = {
             let mut members = self.members.write().expect("members");
             match members.get_mut(&id) {

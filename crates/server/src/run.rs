@@ -50,7 +50,10 @@ impl RunningServer {
 
 /// Starts a member and returns once its listeners are serving.
 pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError> {
-    tracing::info!(cluster_version = crate::ETCD_CLUSTER_VERSION, "enabled capabilities for version 3.4");
+    tracing::info!(
+        cluster_version = crate::ETCD_CLUSTER_VERSION,
+        "enabled capabilities for version 3.4"
+    );
     let boot = {
         let settings = settings.clone();
         tokio::task::spawn_blocking(move || bootstrap(&settings))
@@ -72,7 +75,9 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         None => None,
     };
     let peer_server_tls = match &peer_tls_options {
-        Some(opts) => Some(ServerTls::new(opts.clone()).map_err(|e| ServerError::Tls(format!("peer TLS: {e}")))?),
+        Some(opts) => Some(
+            ServerTls::new(opts.clone()).map_err(|e| ServerError::Tls(format!("peer TLS: {e}")))?,
+        ),
         None => None,
     };
     let peer_client_tls = match &peer_tls_options {
@@ -173,7 +178,10 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
     }
 
     let client_tls = match &settings.client_tls {
-        Some(opts) => Some(ServerTls::new(opts.clone()).map_err(|e| ServerError::Tls(format!("client TLS: {e}")))?),
+        Some(opts) => Some(
+            ServerTls::new(opts.clone())
+                .map_err(|e| ServerError::Tls(format!("client TLS: {e}")))?,
+        ),
         None => None,
     };
     for raw in &settings.listen_client_urls {
@@ -259,7 +267,8 @@ fn client_routes(server: Arc<EtcdServer>, max_message: usize) -> tonic::service:
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_message),
+        ClusterServer::new(ClusterService::new(server.clone()))
+            .max_decoding_message_size(max_message),
     )
     .add_service(
         MaintenanceServer::new(MaintenanceService::new(server.clone()))

@@ -93,7 +93,14 @@ impl Wal {
         if Wal::exists(dir) {
             return Err(WalError::Exists(dir.to_path_buf()));
         }
-        let mut wal = Wal::new_segment_file(dir, 0, 1, metadata, HardState::default(), SnapshotMetadata::default())?;
+        let mut wal = Wal::new_segment_file(
+            dir,
+            0,
+            1,
+            metadata,
+            HardState::default(),
+            SnapshotMetadata::default(),
+        )?;
         wal.segment_size = SEGMENT_SIZE_BYTES;
         Ok(wal)
     }
@@ -118,7 +125,10 @@ impl Wal {
                     SegmentEnd::Clean(len) => len,
                     SegmentEnd::TornAt(offset) => {
                         tracing::warn!(file = %seg.path.display(), offset, "WAL: cutting off a torn last record");
-                        let f = OpenOptions::new().write(true).open(&seg.path).map_err(io_err(&seg.path))?;
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(&seg.path)
+                            .map_err(io_err(&seg.path))?;
                         f.set_len(offset).map_err(io_err(&seg.path))?;
                         f.sync_all().map_err(io_err(&seg.path))?;
                         offset
@@ -154,18 +164,26 @@ impl Wal {
     }
 
     /// Appends the hard state (if any) and entries with one write and one fsync.
-    pub fn save(&mut self, hard_state: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
+    pub fn save(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+    ) -> Result<(), WalError> {
         if hard_state.is_none() && entries.is_empty() {
             return Ok(());
         }
         self.buf.clear();
         for e in entries {
-            let payload = e.write_to_bytes().map_err(|e| WalError::Encode(e.to_string()))?;
+            let payload = e
+                .write_to_bytes()
+                .map_err(|e| WalError::Encode(e.to_string()))?;
             record::encode(&mut self.buf, RecordType::Entry, &payload)?;
             self.last_index = e.index;
         }
         if let Some(hs) = hard_state {
-            let payload = hs.write_to_bytes().map_err(|e| WalError::Encode(e.to_string()))?;
+            let payload = hs
+                .write_to_bytes()
+                .map_err(|e| WalError::Encode(e.to_string()))?;
             record::encode(&mut self.buf, RecordType::HardState, &payload)?;
             self.hard_state = hs.clone();
         }
@@ -179,7 +197,9 @@ impl Wal {
     /// Records that a snapshot at `meta.index` exists; entries up to it are no longer needed.
     pub fn save_snapshot(&mut self, meta: &SnapshotMetadata) -> Result<(), WalError> {
         self.buf.clear();
-        let payload = meta.write_to_bytes().map_err(|e| WalError::Encode(e.to_string()))?;
+        let payload = meta
+            .write_to_bytes()
+            .map_err(|e| WalError::Encode(e.to_string()))?;
         record::encode(&mut self.buf, RecordType::Snapshot, &payload)?;
         self.write_buf()?;
         self.snapshot = meta.clone();
@@ -207,7 +227,9 @@ impl Wal {
     }
 
     fn write_buf(&mut self) -> Result<(), WalError> {
-        self.file.write_all(&self.buf).map_err(io_err(&self.file_path))?;
+        self.file
+            .write_all(&self.buf)
+            .map_err(io_err(&self.file_path))?;
         self.file.sync_data().map_err(io_err(&self.file_path))?;
         self.file_len += self.buf.len() as u64;
         Ok(())
@@ -243,10 +265,14 @@ impl Wal {
     ) -> Result<Wal, WalError> {
         let mut buf = Vec::new();
         record::encode(&mut buf, RecordType::Metadata, metadata)?;
-        let hs = hard_state.write_to_bytes().map_err(|e| WalError::Encode(e.to_string()))?;
+        let hs = hard_state
+            .write_to_bytes()
+            .map_err(|e| WalError::Encode(e.to_string()))?;
         record::encode(&mut buf, RecordType::HardState, &hs)?;
         if snapshot.index > 0 {
-            let snap = snapshot.write_to_bytes().map_err(|e| WalError::Encode(e.to_string()))?;
+            let snap = snapshot
+                .write_to_bytes()
+                .map_err(|e| WalError::Encode(e.to_string()))?;
             record::encode(&mut buf, RecordType::Snapshot, &snap)?;
         }
         let path = dir.join(segment_name(seq, first_index));
@@ -258,7 +284,10 @@ impl Wal {
         }
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(dir)?;
-        let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         Ok(Wal {
             dir: dir.to_path_buf(),
             file,
@@ -317,11 +346,15 @@ fn apply_record(
             contents.entries.push(e);
         }
         RecordType::HardState => {
-            contents.hard_state = HardState::parse_from_bytes(payload).map_err(|e| e.to_string())?;
+            contents.hard_state =
+                HardState::parse_from_bytes(payload).map_err(|e| e.to_string())?;
         }
         RecordType::Snapshot => {
             let s = SnapshotMetadata::parse_from_bytes(payload).map_err(|e| e.to_string())?;
-            let newer = contents.snapshot.as_ref().is_none_or(|old| s.index >= old.index);
+            let newer = contents
+                .snapshot
+                .as_ref()
+                .is_none_or(|old| s.index >= old.index);
             if newer {
                 let index = s.index;
                 contents.snapshot = Some(s);

@@ -25,7 +25,8 @@ fn indexes(entries: &[Entry]) -> Vec<(u64, u64)> {
 fn round_trip_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut wal = Wal::create(dir.path(), b"meta").unwrap();
-    wal.save(Some(&hs(1, 0)), &[entry(1, 1), entry(2, 1)]).unwrap();
+    wal.save(Some(&hs(1, 0)), &[entry(1, 1), entry(2, 1)])
+        .unwrap();
     wal.save(Some(&hs(1, 2)), &[entry(3, 1)]).unwrap();
     drop(wal);
     let (mut wal, c) = Wal::open(dir.path()).unwrap();
@@ -43,7 +44,8 @@ fn round_trip_across_reopen() {
 fn a_later_append_overwrites_the_conflicting_tail() {
     let dir = tempfile::tempdir().unwrap();
     let mut wal = Wal::create(dir.path(), b"m").unwrap();
-    wal.save(None, &[entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)]).unwrap();
+    wal.save(None, &[entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)])
+        .unwrap();
     wal.save(Some(&hs(2, 2)), &[entry(3, 2)]).unwrap();
     drop(wal);
     let (_, c) = Wal::open(dir.path()).unwrap();
@@ -54,7 +56,8 @@ fn a_later_append_overwrites_the_conflicting_tail() {
 fn snapshot_marker_hides_covered_entries_even_when_written_after_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut wal = Wal::create(dir.path(), b"m").unwrap();
-    wal.save(None, &(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>()).unwrap();
+    wal.save(None, &(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+        .unwrap();
     let mut meta = SnapshotMetadata::default();
     meta.index = 6;
     meta.term = 1;
@@ -83,11 +86,17 @@ fn segments_roll_over_and_release_keeps_what_is_needed() {
     wal.save_snapshot(&meta).unwrap();
     wal.release_to(40).unwrap();
     let after = std::fs::read_dir(dir.path()).unwrap().count();
-    assert!(after < segments, "release deleted nothing ({after} of {segments})");
+    assert!(
+        after < segments,
+        "release deleted nothing ({after} of {segments})"
+    );
     drop(wal);
     let (_, c) = Wal::open(dir.path()).unwrap();
     assert_eq!(c.snapshot.unwrap().index, 40);
-    assert_eq!(indexes(&c.entries), (41..=50).map(|i| (i, 1)).collect::<Vec<_>>());
+    assert_eq!(
+        indexes(&c.entries),
+        (41..=50).map(|i| (i, 1)).collect::<Vec<_>>()
+    );
     assert_eq!(c.hard_state, hs(1, 49));
 }
 
@@ -100,24 +109,43 @@ fn crash_at_every_offset_of_the_tail_is_repaired() {
     let mut boundaries = Vec::new();
     for i in 1..=20u64 {
         wal.save(None, &[entry(i, 1)]).unwrap();
-        let seg = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let seg = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         boundaries.push((i, std::fs::metadata(&seg).unwrap().len()));
     }
     drop(wal);
-    let seg = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let full = std::fs::read(&seg).unwrap();
     let start = boundaries[14].1 as usize;
     for cut in start..=full.len() {
         let copy = tempfile::tempdir().unwrap();
         std::fs::write(copy.path().join(seg.file_name().unwrap()), &full[..cut]).unwrap();
         let (mut wal, c) = Wal::open(copy.path()).unwrap();
-        let expected = boundaries.iter().filter(|(_, end)| *end as usize <= cut).map(|(i, _)| *i).max().unwrap();
+        let expected = boundaries
+            .iter()
+            .filter(|(_, end)| *end as usize <= cut)
+            .map(|(i, _)| *i)
+            .max()
+            .unwrap();
         assert_eq!(c.entries.last().unwrap().index, expected, "cut at {cut}");
         assert_eq!(c.entries.len() as u64, expected);
         wal.save(None, &[entry(expected + 1, 1)]).unwrap();
         drop(wal);
         let (_, c) = Wal::open(copy.path()).unwrap();
-        assert_eq!(c.entries.last().unwrap().index, expected + 1, "append after repair at {cut}");
+        assert_eq!(
+            c.entries.last().unwrap().index,
+            expected + 1,
+            "append after repair at {cut}"
+        );
     }
 }
 
@@ -129,7 +157,12 @@ fn a_flipped_byte_in_the_middle_is_corruption_not_a_torn_tail() {
         wal.save(None, &[entry(i, 1)]).unwrap();
     }
     drop(wal);
-    let seg = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut data = std::fs::read(&seg).unwrap();
     let mid = data.len() / 2;
     data[mid] ^= 0xff;
@@ -145,7 +178,10 @@ fn a_flipped_byte_in_the_middle_is_corruption_not_a_torn_tail() {
 fn create_refuses_an_existing_wal() {
     let dir = tempfile::tempdir().unwrap();
     drop(Wal::create(dir.path(), b"m").unwrap());
-    assert!(matches!(Wal::create(dir.path(), b"m"), Err(WalError::Exists(_))));
+    assert!(matches!(
+        Wal::create(dir.path(), b"m"),
+        Err(WalError::Exists(_))
+    ));
     assert!(Wal::exists(dir.path()));
 }
 

@@ -126,12 +126,18 @@ impl MessageSink for PeerTransport {
         for m in messages {
             let to = m.to;
             let Some(peer) = peers.get(&to) else {
-                tracing::debug!(to = format!("{to:x}"), "raft: message to unknown member dropped");
+                tracing::debug!(
+                    to = format!("{to:x}"),
+                    "raft: message to unknown member dropped"
+                );
                 continue;
             };
             if is_snapshot(&m) {
-                self.runtime
-                    .spawn(send::send_snapshot(m, peer.urls.clone(), self.shared.clone()));
+                self.runtime.spawn(send::send_snapshot(
+                    m,
+                    peer.urls.clone(),
+                    self.shared.clone(),
+                ));
                 continue;
             }
             if peer.queue.try_send(m).is_err() {

@@ -155,7 +155,11 @@ pub(crate) async fn send_snapshot(mut message: Message, urls: Vec<String>, share
     let ok = match client_for(&urls, 0, &shared) {
         Some(mut client) => match client.snapshot(tokio_stream::iter(chunks)).await {
             Ok(_) => {
-                tracing::info!(peer = format!("{peer:x}"), bytes = size, "peer: sent snapshot");
+                tracing::info!(
+                    peer = format!("{peer:x}"),
+                    bytes = size,
+                    "peer: sent snapshot"
+                );
                 true
             }
             Err(status) => {

@@ -74,8 +74,12 @@ fn gencert(args: &[String]) -> Result<String, PkiError> {
         let csr_pem = rampart_pki::issue::csr_pem(&csr.cn, Some(&csr), &csr.hosts, &key)?;
         (cert, key.serialize_pem(), csr_pem)
     } else {
-        let ca_cert = flags.get("ca").ok_or_else(|| PkiError::Invalid("cfssl gencert: pass -ca=ca.pem (or -initca)".into()))?;
-        let ca_key = flags.get("ca-key").ok_or_else(|| PkiError::Invalid("cfssl gencert: pass -ca-key=ca-key.pem".into()))?;
+        let ca_cert = flags.get("ca").ok_or_else(|| {
+            PkiError::Invalid("cfssl gencert: pass -ca=ca.pem (or -initca)".into())
+        })?;
+        let ca_key = flags
+            .get("ca-key")
+            .ok_or_else(|| PkiError::Invalid("cfssl gencert: pass -ca-key=ca-key.pem".into()))?;
         let ca = Ca::load_files(Path::new(ca_cert), Path::new(ca_key), None)?;
         let config = match flags.get("config") {
             Some(c) => CaConfig::load(Path::new(c))?,
@@ -83,7 +87,9 @@ fn gencert(args: &[String]) -> Result<String, PkiError> {
         };
         let profile: Profile = match flags.get("profile") {
             Some(p) => config.profile(p)?,
-            None => config.profile("default").or_else(|_| config.profile("peer"))?,
+            None => config
+                .profile("default")
+                .or_else(|_| config.profile("peer"))?,
         };
         let mut hosts = csr.hosts.clone();
         if let Some(h) = flags.get("hostname") {
@@ -108,7 +114,11 @@ fn gencert(args: &[String]) -> Result<String, PkiError> {
 
 /// `cfssl ...` (args include argv[0]).
 pub fn run_cfssl(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let result = match args.first().map(String::as_str) {
         Some("gencert") => gencert(&args[1..]),
         Some("version") => Ok("Version: rampart (cfssl-compatible gencert)".to_string()),
@@ -142,7 +152,9 @@ fn bare(prefix: &str) -> Result<(), PkiError> {
     let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
     let cert = field("cert");
     if cert.is_empty() {
-        return Err(PkiError::Invalid("cfssljson: the input has no \"cert\" (did cfssl gencert fail?)".into()));
+        return Err(PkiError::Invalid(
+            "cfssljson: the input has no \"cert\" (did cfssl gencert fail?)".into(),
+        ));
     }
     let base = PathBuf::from(prefix);
     let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", base.display()));
@@ -159,7 +171,11 @@ fn bare(prefix: &str) -> Result<(), PkiError> {
 
 /// `cfssljson -bare NAME` (args include argv[0]).
 pub fn run_cfssljson(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let (flags, rest) = go_flags(&args, &["stdout"]);
     let prefix = flags.get("bare").cloned().or_else(|| rest.first().cloned());
     let Some(prefix) = prefix else {

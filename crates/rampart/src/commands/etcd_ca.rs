@@ -51,7 +51,10 @@ fn parse(args: &[String]) -> Result<Parsed, PkiError> {
             if let Some(v) = inline.clone() {
                 return Ok(v);
             }
-            let v = args.get(i).cloned().ok_or_else(|| PkiError::Invalid(format!("etcd-ca: -{name} needs a value")))?;
+            let v = args
+                .get(i)
+                .cloned()
+                .ok_or_else(|| PkiError::Invalid(format!("etcd-ca: -{name} needs a value")))?;
             i += 1;
             Ok(v)
         };
@@ -83,28 +86,48 @@ fn name_arg(p: &Parsed, cmd: &str) -> Result<String, PkiError> {
 
 fn execute(args: &[String]) -> Result<(), PkiError> {
     let Some(cmd) = args.first() else {
-        return Err(PkiError::Invalid("usage: etcd-ca init|new-cert|sign|export|chain ...".into()));
+        return Err(PkiError::Invalid(
+            "usage: etcd-ca init|new-cert|sign|export|chain ...".into(),
+        ));
     };
     let p = parse(&args[1..])?;
     let pending_path = |name: &str| p.depot.join(format!("{name}.pending.json"));
     match cmd.as_str() {
         "init" => {
-            Ca::init(&p.depot, &CaRequest { cn: "CA".into(), ..Default::default() }, passphrase(&p), false)?;
+            Ca::init(
+                &p.depot,
+                &CaRequest {
+                    cn: "CA".into(),
+                    ..Default::default()
+                },
+                passphrase(&p),
+                false,
+            )?;
             eprintln!("Created ca/key and ca/crt in {}", p.depot.display());
         }
         "new-cert" => {
             let name = name_arg(&p, "new-cert")?;
             let mut hosts = p.ips.clone();
             hosts.extend(p.domains.iter().cloned());
-            let pending = PendingCert { name: name.clone(), hosts };
-            files::write_public(&pending_path(&name), &serde_json::to_string(&pending).expect("serialise"))?;
+            let pending = PendingCert {
+                name: name.clone(),
+                hosts,
+            };
+            files::write_public(
+                &pending_path(&name),
+                &serde_json::to_string(&pending).expect("serialise"),
+            )?;
             eprintln!("Created {name}/key and {name}/csr");
         }
         "sign" => {
             let name = name_arg(&p, "sign")?;
-            let text = files::read_text(&pending_path(&name))
-                .map_err(|_| PkiError::Invalid(format!("etcd-ca: no request for {name}: run `etcd-ca new-cert {name}` first")))?;
-            let pending: PendingCert = serde_json::from_str(&text).map_err(|e| PkiError::Invalid(e.to_string()))?;
+            let text = files::read_text(&pending_path(&name)).map_err(|_| {
+                PkiError::Invalid(format!(
+                    "etcd-ca: no request for {name}: run `etcd-ca new-cert {name}` first"
+                ))
+            })?;
+            let pending: PendingCert =
+                serde_json::from_str(&text).map_err(|e| PkiError::Invalid(e.to_string()))?;
             let ca = Ca::load(&p.depot, passphrase(&p))?;
             // etcd-ca's certificates serve both ends of a connection.
             let profile = Profile::builtin("peer").expect("built-in profile");
@@ -126,12 +149,17 @@ fn execute(args: &[String]) -> Result<(), PkiError> {
         "export" => {
             let name = name_arg(&p, "export")?;
             if !p.insecure {
-                return Err(PkiError::Invalid("etcd-ca export: pass --insecure to export the unencrypted key".into()));
+                return Err(PkiError::Invalid(
+                    "etcd-ca export: pass --insecure to export the unencrypted key".into(),
+                ));
             }
             let cert = files::read_text(&p.depot.join(format!("{name}.crt")))?;
             let key = files::read_text(&p.depot.join(format!("{name}.key")))?;
             let mut out = tar::Builder::new(std::io::stdout().lock());
-            for (file, body, mode) in [(format!("{name}.crt"), cert, 0o644), (format!("{name}.key.insecure"), key, 0o600)] {
+            for (file, body, mode) in [
+                (format!("{name}.crt"), cert, 0o644),
+                (format!("{name}.key.insecure"), key, 0o600),
+            ] {
                 let mut header = tar::Header::new_gnu();
                 header.set_size(body.len() as u64);
                 header.set_mode(mode);
@@ -140,20 +168,32 @@ fn execute(args: &[String]) -> Result<(), PkiError> {
                 out.append_data(&mut header, &file, body.as_bytes())
                     .map_err(|e| PkiError::Invalid(format!("etcd-ca export: {e}")))?;
             }
-            out.finish().map_err(|e| PkiError::Invalid(format!("etcd-ca export: {e}")))?;
+            out.finish()
+                .map_err(|e| PkiError::Invalid(format!("etcd-ca export: {e}")))?;
         }
         "chain" => {
             let _name = name_arg(&p, "chain")?;
-            print!("{}", files::read_text(&p.depot.join(rampart_pki::ca::CA_CERT))?);
+            print!(
+                "{}",
+                files::read_text(&p.depot.join(rampart_pki::ca::CA_CERT))?
+            );
         }
-        other => return Err(PkiError::Invalid(format!("etcd-ca: unknown command {other:?} (init, new-cert, sign, export, chain)"))),
+        other => {
+            return Err(PkiError::Invalid(format!(
+                "etcd-ca: unknown command {other:?} (init, new-cert, sign, export, chain)"
+            )))
+        }
     }
     Ok(())
 }
 
 /// `etcd-ca ...` (args include argv[0]).
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     match execute(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -162,4 +202,3 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         }
     }
 }
-

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use rampart_pki::ca::{CaRequest, DEFAULT_CA_EXPIRY_HOURS};
 use rampart_pki::verify::{diagnose, Role, VerifyInput};
-use rampart_pki::{files, inspect, issue, parse_expiry, Ca, CaConfig, CsrJson, IssueRequest, KeyType, PkiError};
+use rampart_pki::{
+    files, inspect, issue, parse_expiry, Ca, CaConfig, CsrJson, IssueRequest, KeyType, PkiError,
+};
 
 #[derive(Args)]
 pub struct PkiArgs {
@@ -118,7 +120,15 @@ pub(crate) fn read_passphrase(file: Option<&Path>) -> Result<Option<String>, Pki
 
 fn execute(command: PkiCommand) -> Result<ExitCode, PkiError> {
     match command {
-        PkiCommand::Init { dir, cn, key, expiry, csr, passphrase_file, force } => {
+        PkiCommand::Init {
+            dir,
+            cn,
+            key,
+            expiry,
+            csr,
+            passphrase_file,
+            force,
+        } => {
             let csr = csr.map(|p| CsrJson::load(&p)).transpose()?;
             let key_type = match csr.as_ref().and_then(|c| c.key.as_ref()) {
                 Some(k) => KeyType::from_cfssl(&k.algo, k.size)?,
@@ -130,10 +140,35 @@ fn execute(command: PkiCommand) -> Result<ExitCode, PkiError> {
             } else {
                 parse_expiry(&expiry)?
             };
-            Ca::init(&dir, &CaRequest { cn, key_type, expiry, csr }, pass.as_deref(), force)?;
-            println!("created CA {}/ca.pem and {}/ca-key.pem", dir.display(), dir.display());
+            Ca::init(
+                &dir,
+                &CaRequest {
+                    cn,
+                    key_type,
+                    expiry,
+                    csr,
+                },
+                pass.as_deref(),
+                force,
+            )?;
+            println!(
+                "created CA {}/ca.pem and {}/ca-key.pem",
+                dir.display(),
+                dir.display()
+            );
         }
-        PkiCommand::Issue { name, dir, profile, hosts, cn, key, expiry, config, csr, passphrase_file } => {
+        PkiCommand::Issue {
+            name,
+            dir,
+            profile,
+            hosts,
+            cn,
+            key,
+            expiry,
+            config,
+            csr,
+            passphrase_file,
+        } => {
             let pass = read_passphrase(passphrase_file.as_deref())?;
             let config = match config {
                 Some(c) => CaConfig::load(&c)?,
@@ -153,9 +188,23 @@ fn execute(command: PkiCommand) -> Result<ExitCode, PkiError> {
                 .or_else(|| csr.as_ref().map(|c| c.cn.clone()).filter(|c| !c.is_empty()))
                 .unwrap_or_else(|| name.clone());
             let expiry = expiry.map(|e| parse_expiry(&e)).transpose()?;
-            let issued = issue(&ca, &IssueRequest { cn, hosts: all_hosts, key_type, profile, expiry, csr })?;
+            let issued = issue(
+                &ca,
+                &IssueRequest {
+                    cn,
+                    hosts: all_hosts,
+                    key_type,
+                    profile,
+                    expiry,
+                    csr,
+                },
+            )?;
             rampart_pki::issue::write_issued(&dir, &name, &issued)?;
-            println!("issued {0}/{1}.pem, {0}/{1}-key.pem, {0}/{1}.csr", dir.display(), name);
+            println!(
+                "issued {0}/{1}.pem, {0}/{1}-key.pem, {0}/{1}.csr",
+                dir.display(),
+                name
+            );
         }
         PkiCommand::Inspect { files: paths, json } => {
             let mut infos = Vec::new();
@@ -166,7 +215,10 @@ fn execute(command: PkiCommand) -> Result<ExitCode, PkiError> {
                 }
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&infos).expect("serialise"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&infos).expect("serialise")
+                );
             } else {
                 for (i, info) in infos.iter().enumerate() {
                     if i > 0 {
@@ -176,12 +228,22 @@ fn execute(command: PkiCommand) -> Result<ExitCode, PkiError> {
                 }
             }
         }
-        PkiCommand::Verify { ca, cert, key, host, role, crl } => {
+        PkiCommand::Verify {
+            ca,
+            cert,
+            key,
+            host,
+            role,
+            crl,
+        } => {
             let ca_pem = files::read_text(&ca)?;
             let cert_pem = files::read_text(&cert)?;
             let key_pem = key.as_deref().map(files::read_text).transpose()?;
             let crl_path = crl.or_else(|| {
-                let p = ca.parent().unwrap_or(Path::new(".")).join(rampart_pki::crl::CRL_FILE);
+                let p = ca
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(rampart_pki::crl::CRL_FILE);
                 p.exists().then_some(p)
             });
             let crl_pem = crl_path.as_deref().map(files::read_text).transpose()?;
@@ -206,15 +268,25 @@ fn execute(command: PkiCommand) -> Result<ExitCode, PkiError> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        PkiCommand::Revoke { name, dir, passphrase_file } => {
+        PkiCommand::Revoke {
+            name,
+            dir,
+            passphrase_file,
+        } => {
             let pass = read_passphrase(passphrase_file.as_deref())?;
             let ca = Ca::load(&dir, pass.as_deref())?;
             let serial = rampart_pki::crl::revoke(&ca, &dir, &name)?;
-            println!("revoked {name} (serial {serial}); {}/crl.pem updated", dir.display());
+            println!(
+                "revoked {name} (serial {serial}); {}/crl.pem updated",
+                dir.display()
+            );
         }
         PkiCommand::Links { dir } => {
             let exe = std::env::current_exe().map_err(|e| PkiError::Invalid(e.to_string()))?;
-            std::fs::create_dir_all(&dir).map_err(|e| PkiError::File { path: dir.display().to_string(), reason: e.to_string() })?;
+            std::fs::create_dir_all(&dir).map_err(|e| PkiError::File {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
             for name in ["cfssl", "cfssljson", "etcd-ca", "etcd", "etcdctl"] {
                 let link = dir.join(name);
                 let _ = std::fs::remove_file(&link);

@@ -67,7 +67,10 @@ fn rampart(exe: &Path, args: &[&str]) -> Result<(), String> {
 fn ensure_certificates(exe: &Path, tls: &Path) -> Result<(), String> {
     let d = tls.to_str().ok_or("the --dir path is not UTF-8")?;
     if !tls.join("ca.pem").exists() {
-        rampart(exe, &["pki", "init", "--dir", d, "--cn", "rampart-local-ca"])?;
+        rampart(
+            exe,
+            &["pki", "init", "--dir", d, "--cn", "rampart-local-ca"],
+        )?;
         println!("created a CA in {d}");
     }
     for (name, profile, extra) in [
@@ -94,8 +97,10 @@ pub fn run(args: UpArgs) -> ExitCode {
 }
 
 fn up(args: UpArgs) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the rampart binary: {e}"))?;
-    std::fs::create_dir_all(&args.dir).map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the rampart binary: {e}"))?;
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
     let dir = args
         .dir
         .canonicalize()
@@ -123,11 +128,18 @@ fn up(args: UpArgs) -> Result<(), String> {
         let mut cmd = Command::new(&exe);
         cmd.arg("server")
             .arg(format!("--name=m{i}"))
-            .arg(format!("--data-dir={}", dir.join(format!("m{i}.data")).display()))
+            .arg(format!(
+                "--data-dir={}",
+                dir.join(format!("m{i}.data")).display()
+            ))
             .arg(format!("--listen-client-urls=https://127.0.0.1:{client}"))
-            .arg(format!("--advertise-client-urls=https://127.0.0.1:{client}"))
+            .arg(format!(
+                "--advertise-client-urls=https://127.0.0.1:{client}"
+            ))
             .arg(format!("--listen-peer-urls=https://127.0.0.1:{peer}"))
-            .arg(format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=https://127.0.0.1:{peer}"
+            ))
             .arg(format!("--initial-cluster={initial_cluster}"))
             .arg("--initial-cluster-token=rampart-local")
             .arg("--initial-cluster-state=new")
@@ -157,14 +169,20 @@ fn up(args: UpArgs) -> Result<(), String> {
         .map(|(c, _)| format!("https://127.0.0.1:{c}"))
         .collect::<Vec<_>>()
         .join(",");
-    println!("rampart: a 3-member cluster with client and peer mutual TLS is up (logs: {}/m*.log)", dir.display());
+    println!(
+        "rampart: a 3-member cluster with client and peer mutual TLS is up (logs: {}/m*.log)",
+        dir.display()
+    );
     println!("talk to it with etcdctl (or `rampart` as etcdctl) after:");
     println!("export ETCDCTL_API=3");
     println!("export ETCDCTL_ENDPOINTS={endpoints}");
     println!("export ETCDCTL_CACERT={}", file("ca.pem"));
     println!("export ETCDCTL_CERT={}", file("client.pem"));
     println!("export ETCDCTL_KEY={}", file("client-key.pem"));
-    println!("press Ctrl-C to stop the members (data and certificates stay in {})", dir.display());
+    println!(
+        "press Ctrl-C to stop the members (data and certificates stay in {})",
+        dir.display()
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -219,7 +237,10 @@ fn wait_ready(members: &mut Members, logs: &[PathBuf]) -> Result<(), String> {
         if Instant::now() > deadline {
             return Err(format!(
                 "the members did not become ready within {READY_WITHIN:?}; see the logs in {}",
-                logs[0].parent().map(|p| p.display().to_string()).unwrap_or_default()
+                logs[0]
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             ));
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -55,13 +55,28 @@ fn openssl(dir: &Path, args: &[&str]) {
 impl Pki {
     pub fn new(dir: &Path) -> Pki {
         std::fs::create_dir_all(dir).unwrap();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         let mut ca = vec!["req", "-x509"];
         ca.extend(ec);
         ca.extend([
-            "-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=test-ca", "-days", "2",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=test-ca",
+            "-days",
+            "2",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ]);
         openssl(dir, &ca);
         for (name, cn, ext) in [
@@ -83,7 +98,9 @@ impl Pki {
                 "-CAcreateserial", "-out", &cert, "-days", "2", "-extfile", extfile.to_str().unwrap(),
             ]);
         }
-        Pki { dir: dir.to_path_buf() }
+        Pki {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn file(&self, name: &str) -> String {
@@ -140,7 +157,10 @@ impl Cluster {
             pki,
             initial_cluster,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _dir: dir,
         };
         for i in 0..n {

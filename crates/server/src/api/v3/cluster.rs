@@ -64,7 +64,12 @@ impl Cluster for ClusterService {
             .iter()
             .map(|m| m.to_proto())
             .collect();
-        let revision = self.server.applier.read().expect("applier").current_revision();
+        let revision = self
+            .server
+            .applier
+            .read()
+            .expect("applier")
+            .current_revision();
         Ok(Response::new(MemberListResponse {
             header: Some(self.server.header(revision)),
             members,

@@ -34,7 +34,12 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        let revision = self.server.applier.read().expect("applier").current_revision();
+        let revision = self
+            .server
+            .applier
+            .read()
+            .expect("applier")
+            .current_revision();
         Ok(Response::new(AlarmResponse {
             header: Some(self.server.header(revision)),
             alarms: vec![],
@@ -47,7 +52,11 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let (revision, db_size, db_size_in_use) = {
             let applier = self.server.applier.read().expect("applier");
-            (applier.current_revision(), applier.db_size(), applier.db_size_in_use())
+            (
+                applier.current_revision(),
+                applier.db_size(),
+                applier.db_size_in_use(),
+            )
         };
         let raft = self.server.raft.status();
         let mut errors = Vec::new();
@@ -93,7 +102,9 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<HashKvResponse>, Status> {
         let req = request.into_inner();
         let applier = self.server.applier.read().expect("applier");
-        let hash = applier.hash_kv(req.revision).map_err(|e| apply_status(&e))?;
+        let hash = applier
+            .hash_kv(req.revision)
+            .map_err(|e| apply_status(&e))?;
         Ok(Response::new(HashKvResponse {
             header: Some(self.server.header(hash.hash_revision)),
             hash: hash.hash,
@@ -132,7 +143,12 @@ impl Maintenance for MaintenanceService {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let revision = self.server.applier.read().expect("applier").current_revision();
+        let revision = self
+            .server
+            .applier
+            .read()
+            .expect("applier")
+            .current_revision();
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.server.header(revision)),
         }))
