@@ -20,6 +20,7 @@ tests=(
   TestCtlV3EndpointHealth TestCtlV3EndpointStatus TestCtlV3EndpointHashKV
   TestCtlV3MemberList TestCtlV3MemberListNoTLS TestCtlV3MemberListClientTLS TestCtlV3MemberListClientAutoTLS
   TestCtlV3MemberListPeerTLS
+  TestCtlV3MoveLeaderScenarios TestCtlV3Version TestCtlV3DialWithHTTPScheme TestV3CurlCipherSuitesMismatch
 )
 regex="^($(IFS='|'; echo "${tests[*]}"))\$"
 exec bash ../shared/conformance/etcd-e2e.sh --server "$server" --run "$regex" --timeout 15m
