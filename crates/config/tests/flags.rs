@@ -51,7 +51,19 @@ fn seed_000_member_command_line() {
 
 #[test]
 fn go_flag_syntax_single_dash_and_separate_values() {
-    let p = parse(&args(&["-name", "x", "--data-dir", "/tmp/x", "-client-cert-auth=false", "--initial-cluster", "x=http://localhost:2380"]), &no_env).unwrap();
+    let p = parse(
+        &args(&[
+            "-name",
+            "x",
+            "--data-dir",
+            "/tmp/x",
+            "-client-cert-auth=false",
+            "--initial-cluster",
+            "x=http://localhost:2380",
+        ]),
+        &no_env,
+    )
+    .unwrap();
     assert_eq!(p.config.name, "x");
     assert_eq!(p.config.data_dir.to_str(), Some("/tmp/x"));
     assert!(!p.config.client_tls.client_cert_auth);
@@ -87,29 +99,64 @@ fn seed_001_environment_variables() {
     assert!(p.warnings.iter().any(|w| w.contains("ETCD_NAME")));
     // A flag and its variable both set is an error in etcd 3.4.
     let err = parse(&args(&["--name", "other"]), &env).unwrap_err();
-    assert!(err.to_string().contains("conflicting environment variable \"ETCD_NAME\" is shadowed"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("conflicting environment variable \"ETCD_NAME\" is shadowed"),
+        "{err}"
+    );
 }
 
 #[test]
 fn errors_use_etcds_words_and_give_a_hint() {
     let e = parse(&args(&["--nmae", "x"]), &no_env).unwrap_err();
-    assert_eq!(e, ConfigError::UnknownFlag { name: "nmae".into(), hint: " (did you mean --name?)".into() });
-    assert_eq!(e.to_string(), "flag provided but not defined: -nmae (did you mean --name?)");
+    assert_eq!(
+        e,
+        ConfigError::UnknownFlag {
+            name: "nmae".into(),
+            hint: " (did you mean --name?)".into()
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "flag provided but not defined: -nmae (did you mean --name?)"
+    );
     let e = parse(&args(&["--election-timeout=100"]), &no_env).unwrap_err();
     assert!(e.to_string().contains("--election-timeout[100ms] should be at least as 5 times as --heartbeat-interval[100ms]"), "{e}");
     let e = parse(&args(&["--name"]), &no_env).unwrap_err();
     assert_eq!(e.to_string(), "flag needs an argument: -name");
-    let e = parse(&args(&["--name", "a", "--initial-cluster", "b=http://localhost:2380"]), &no_env).unwrap_err();
-    assert!(e.to_string().contains("couldn't find local name \"a\" in the initial cluster configuration"), "{e}");
+    let e = parse(
+        &args(&[
+            "--name",
+            "a",
+            "--initial-cluster",
+            "b=http://localhost:2380",
+        ]),
+        &no_env,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("couldn't find local name \"a\" in the initial cluster configuration"),
+        "{e}"
+    );
     let e = parse(&args(&["--client-cert-auth"]), &no_env).unwrap_err();
     assert!(e.to_string().contains("--trusted-ca-file"), "{e}");
-    let e = parse(&args(&["--listen-client-urls", "https://127.0.0.1:2379"]), &no_env).unwrap_err();
+    let e = parse(
+        &args(&["--listen-client-urls", "https://127.0.0.1:2379"]),
+        &no_env,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("--cert-file"), "{e}");
 }
 
 #[test]
 fn plaintext_on_a_non_loopback_address_needs_an_explicit_word() {
-    let line = ["--listen-client-urls", "http://0.0.0.0:2379", "--advertise-client-urls", "http://10.0.0.1:2379"];
+    let line = [
+        "--listen-client-urls",
+        "http://0.0.0.0:2379",
+        "--advertise-client-urls",
+        "http://10.0.0.1:2379",
+    ];
     let e = parse(&args(&line), &no_env).unwrap_err();
     assert!(e.to_string().contains("--insecure-allow-plaintext"), "{e}");
     let mut with = line.to_vec();
@@ -119,9 +166,23 @@ fn plaintext_on_a_non_loopback_address_needs_an_explicit_word() {
 
 #[test]
 fn unhonoured_flags_are_accepted_with_a_warning() {
-    let p = parse(&args(&["--enable-pprof", "--auto-compaction-retention=1h"]), &no_env).unwrap();
-    assert!(p.warnings.iter().any(|w| w.contains("--enable-pprof")), "{:?}", p.warnings);
-    assert!(p.warnings.iter().any(|w| w.contains("--auto-compaction-retention")), "{:?}", p.warnings);
+    let p = parse(
+        &args(&["--enable-pprof", "--auto-compaction-retention=1h"]),
+        &no_env,
+    )
+    .unwrap();
+    assert!(
+        p.warnings.iter().any(|w| w.contains("--enable-pprof")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("--auto-compaction-retention")),
+        "{:?}",
+        p.warnings
+    );
 }
 
 #[test]

@@ -44,7 +44,10 @@ fn server_start_checks_flags_and_data_dir() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "readiness lines missing:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "readiness lines missing:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
@@ -57,14 +60,19 @@ fn server_start_checks_flags_and_data_dir() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success());
-    assert!(err.contains("belongs to member") && err.contains("data dir"), "{err}");
+    assert!(
+        err.contains("belongs to member") && err.contains("data dir"),
+        "{err}"
+    );
 
     // An etcd flag that does not exist, through the `etcd` name.
     let link = dir.path().join("etcd");
     std::os::unix::fs::symlink(rampart_bin(), &link).unwrap();
     let out = Command::new(&link).arg("--bogus-flag").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("flag provided but not defined: -bogus-flag"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("flag provided but not defined: -bogus-flag")
+    );
     let out = Command::new(&link).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("etcd Version: 3.4.23"));
 }
