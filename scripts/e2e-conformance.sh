@@ -21,6 +21,24 @@ tests=(
   TestCtlV3MemberList TestCtlV3MemberListNoTLS TestCtlV3MemberListClientTLS TestCtlV3MemberListClientAutoTLS
   TestCtlV3MemberListPeerTLS
   TestCtlV3MoveLeaderScenarios TestCtlV3Version TestCtlV3DialWithHTTPScheme TestV3CurlCipherSuitesMismatch
+  # Lease and Watch (issue 3)
+  TestCtlV3PutIgnoreLease
+  TestCtlV3LeaseGrantTimeToLive TestCtlV3LeaseGrantTimeToLiveNoTLS TestCtlV3LeaseGrantTimeToLiveClientTLS
+  TestCtlV3LeaseGrantTimeToLiveClientAutoTLS TestCtlV3LeaseGrantTimeToLivePeerTLS
+  TestCtlV3LeaseGrantLeases TestCtlV3LeaseGrantLeasesNoTLS TestCtlV3LeaseGrantLeasesClientTLS
+  TestCtlV3LeaseGrantLeasesClientAutoTLS TestCtlV3LeaseGrantLeasesPeerTLS
+  TestCtlV3LeaseTestTimeToLiveExpired TestCtlV3LeaseTestTimeToLiveExpiredNoTLS
+  TestCtlV3LeaseTestTimeToLiveExpiredClientTLS TestCtlV3LeaseTestTimeToLiveExpiredClientAutoTLS
+  TestCtlV3LeaseTestTimeToLiveExpiredPeerTLS
+  TestCtlV3LeaseKeepAlive TestCtlV3LeaseKeepAliveNoTLS TestCtlV3LeaseKeepAliveClientTLS
+  TestCtlV3LeaseKeepAliveClientAutoTLS TestCtlV3LeaseKeepAlivePeerTLS
+  TestCtlV3LeaseKeepAliveOnce TestCtlV3LeaseKeepAliveOnceNoTLS TestCtlV3LeaseKeepAliveOnceClientTLS
+  TestCtlV3LeaseKeepAliveOnceClientAutoTLS TestCtlV3LeaseKeepAliveOncePeerTLS
+  TestCtlV3LeaseRevoke TestCtlV3LeaseRevokeNoTLS TestCtlV3LeaseRevokeClientTLS TestCtlV3LeaseRevokeClientAutoTLS
+  TestCtlV3LeaseRevokePeerTLS
+  TestCtlV3Watch TestCtlV3WatchNoTLS TestCtlV3WatchClientTLS TestCtlV3WatchPeerTLS TestCtlV3WatchTimeout
+  TestCtlV3WatchInteractive TestCtlV3WatchInteractiveNoTLS TestCtlV3WatchInteractiveClientTLS
+  TestCtlV3WatchInteractivePeerTLS
 )
 regex="^($(IFS='|'; echo "${tests[*]}"))\$"
 exec bash ../shared/conformance/etcd-e2e.sh --server "$server" --run "$regex" --timeout 15m

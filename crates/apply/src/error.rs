@@ -24,6 +24,10 @@ pub enum ApplyError {
     DuplicateKey,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
     /// A request kind this member cannot apply yet (named), rather than silently ignoring it.
@@ -47,6 +51,8 @@ impl ApplyError {
             | ApplyError::DuplicateKey
             | ApplyError::InvalidSortOption => Code::InvalidArgument,
             ApplyError::LeaseNotFound => Code::NotFound,
+            ApplyError::LeaseExists => Code::FailedPrecondition,
+            ApplyError::LeaseTtlTooLarge => Code::OutOfRange,
             ApplyError::Unsupported(_) => Code::Unimplemented,
             ApplyError::Backend(_) => Code::Internal,
         }

@@ -7,14 +7,18 @@
 
 mod error;
 mod kv;
+mod lease;
 pub mod validate;
 
 use std::path::Path;
+use std::sync::Arc;
+
+use rampart_lease::Lessor;
 
 use rampart_mvcc::{Durability, HashKv, MvccError, Store};
 use rampart_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse,
-    ResponseHeader, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnResponse,
 };
 use rampart_proto::internal::{raft_request::Request, RaftRequest};
 use rampart_proto::mvccpb::Event;
@@ -31,6 +35,8 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 /// One applied request: who waits for it, what it returned, what changed.
@@ -48,40 +54,50 @@ pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// The leases a put may attach a key to. The lease service (issue 3) will implement this; until
-/// then [`NoLeases`] knows none, so a put with a lease fails as etcd's does for an unknown lease.
+/// The leases a put may attach a key to.
 pub trait LeaseTable: Send + Sync {
-    /// Whether lease `id` is granted and not yet revoked or expired.
+    /// Whether lease `id` is granted and not yet revoked.
     fn contains(&self, id: i64) -> bool;
 }
 
-/// A lease table without leases.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoLeases;
-
-impl LeaseTable for NoLeases {
-    fn contains(&self, _id: i64) -> bool {
-        false
+impl LeaseTable for Lessor {
+    fn contains(&self, id: i64) -> bool {
+        Lessor::contains(self, id)
     }
 }
 
 /// Applies committed requests to the store; the only writer of the store.
 pub struct Applier {
     store: Store,
-    leases: Box<dyn LeaseTable>,
+    lessor: Arc<Lessor>,
 }
 
 impl Applier {
+    /// Opens the store with a lease table of its own (minimum TTL 1 s).
     pub fn open(path: &Path) -> Result<Applier, MvccError> {
-        Ok(Applier {
-            store: Store::open(path)?,
-            leases: Box::new(NoLeases),
-        })
+        Applier::open_with_lessor(path, Arc::new(Lessor::new(1)))
     }
 
-    /// Replaces the lease table puts are checked against.
-    pub fn set_lease_table(&mut self, leases: Box<dyn LeaseTable>) {
-        self.leases = leases;
+    /// Opens the store and loads its leases into `lessor`, which the server shares for
+    /// keep-alives and expiry.
+    pub fn open_with_lessor(path: &Path, lessor: Arc<Lessor>) -> Result<Applier, MvccError> {
+        let applier = Applier {
+            store: Store::open(path)?,
+            lessor,
+        };
+        applier.load_leases()?;
+        Ok(applier)
+    }
+
+    fn load_leases(&self) -> Result<(), MvccError> {
+        let view = self.store.read()?;
+        self.lessor
+            .load(&view.leases()?, view.lease_attachments()?);
+        Ok(())
+    }
+
+    pub fn lessor(&self) -> &Arc<Lessor> {
+        &self.lessor
     }
 
     pub fn store(&self) -> &Store {
@@ -138,19 +154,30 @@ impl Applier {
             let mut events = Vec::new();
             let result = match &request.request {
                 Some(Request::Put(put)) => {
-                    kv::put(&mut batch, self.leases.as_ref(), put, &mut events).map(Response::Put)
+                    kv::put(&mut batch, self.lessor.as_ref(), put, &mut events).map(Response::Put)
                 }
                 Some(Request::DeleteRange(del)) => {
                     kv::delete_range(&mut batch, del, &mut events).map(Response::DeleteRange)
                 }
                 Some(Request::Txn(txn)) => {
-                    kv::txn(&mut batch, self.leases.as_ref(), txn, &mut events).map(Response::Txn)
+                    kv::txn(&mut batch, self.lessor.as_ref(), txn, &mut events).map(Response::Txn)
                 }
                 Some(Request::Range(range)) => {
                     kv::range_in_batch(&batch, range).map(Response::Range)
                 }
                 Some(Request::Compaction(c)) => {
                     kv::compact(&mut batch, c).map(Response::Compaction)
+                }
+                Some(Request::LeaseGrant(g)) => {
+                    lease::grant(&mut batch, &self.lessor, g).map(Response::LeaseGrant)
+                }
+                Some(Request::LeaseRevoke(r)) => {
+                    lease::revoke(&mut batch, &self.lessor, r, &mut events)
+                        .map(Response::LeaseRevoke)
+                }
+                Some(Request::LeaseExpired(e)) => {
+                    lease::expire(&mut batch, &self.lessor, &e.ids, &mut events)
+                        .map(Response::LeaseRevoke)
                 }
                 Some(other) => Err(ApplyError::Unsupported(request_name(other))),
                 None => Err(ApplyError::Unsupported("empty request")),
@@ -159,6 +186,7 @@ impl Applier {
                 // A failed request writes nothing.
                 debug_assert!(events.is_empty());
             }
+            lease::track_attachments(&self.lessor, &events);
             batch.end_request();
             applied.push(Applied {
                 id: request.id,
@@ -189,7 +217,8 @@ impl Applier {
 
     /// Replaces the store with a leader's snapshot.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
-        self.store.restore(bytes)
+        self.store.restore(bytes)?;
+        self.load_leases()
     }
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{filled, keys, put_req, Harness};
-use rampart_apply::{validate, ApplyError, LeaseTable, Response};
+use rampart_apply::{validate, ApplyError, Response};
 use rampart_proto::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
     CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest,
@@ -94,17 +94,16 @@ fn put_errors_follow_etcd_order_and_codes() {
     );
 }
 
-struct OneLease;
-impl LeaseTable for OneLease {
-    fn contains(&self, id: i64) -> bool {
-        id == 42
-    }
-}
-
 #[test]
-fn the_lease_table_hook_decides_which_leases_exist() {
+fn puts_may_name_only_granted_leases() {
     let mut h = Harness::new();
-    h.applier.set_lease_table(Box::new(OneLease));
+    let granted = h
+        .apply(Request::LeaseGrant(
+            rampart_proto::etcdserverpb::LeaseGrantRequest { ttl: 60, id: 42 },
+        ))
+        .unwrap();
+    let Response::LeaseGrant(g) = granted else { panic!() };
+    assert_eq!((g.id, g.ttl), (42, 60));
     assert!(h
         .apply(Request::Put(PutRequest {
             lease: 42,

@@ -116,7 +116,7 @@ pub const FLAGS: &[Flag] = &[
         "false",
         false,
     ),
-    text("experimental-watch-progress-notify-interval", "10m", false),
+    text("experimental-watch-progress-notify-interval", "10m", true),
     text("experimental-warning-apply-duration", "100ms", false),
     boolean("force-new-cluster", "false", false),
     boolean("debug", "false", true),

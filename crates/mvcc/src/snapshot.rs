@@ -5,7 +5,7 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::store::{Store, KV, META, REVS};
+use crate::store::{Store, KV, LEASES, META, REVS};
 use crate::MvccError;
 
 const MAGIC: &[u8; 8] = b"RMPSNAP1";
@@ -13,6 +13,7 @@ const END: u8 = 0xFF;
 const TABLE_KV: u8 = 1;
 const TABLE_REVS: u8 = 2;
 const TABLE_META: u8 = 3;
+const TABLE_LEASES: u8 = 4;
 
 fn put_record(out: &mut Vec<u8>, table: u8, key: &[u8], value: &[u8]) {
     out.push(table);
@@ -55,6 +56,16 @@ impl Store {
                 &v.value().to_le_bytes(),
             );
         }
+        let leases = txn.open_table(LEASES).map_err(|e| err(&e))?;
+        for item in leases.iter().map_err(|e| err(&e))? {
+            let (id, ttl) = item.map_err(|e| err(&e))?;
+            put_record(
+                &mut out,
+                TABLE_LEASES,
+                &id.value().to_be_bytes(),
+                &ttl.value().to_le_bytes(),
+            );
+        }
         out.push(END);
         let sum = crc32c::crc32c(&out);
         out.extend_from_slice(&sum.to_le_bytes());
@@ -82,6 +93,7 @@ impl Store {
                 let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
                 let mut revs = txn.open_table(REVS).map_err(|e| err(&e))?;
                 let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
+                let mut leases = txn.open_table(LEASES).map_err(|e| err(&e))?;
                 let mut at = MAGIC.len();
                 loop {
                     let table = *body.get(at).ok_or_else(|| bad("truncated"))?;
@@ -105,6 +117,11 @@ impl Store {
                             let name = std::str::from_utf8(key).map_err(|_| bad("meta key"))?;
                             meta.insert(name, u64::from_le_bytes(value.try_into().expect("8")))
                                 .map_err(|e| err(&e))?;
+                        }
+                        TABLE_LEASES if key.len() == 8 && value.len() == 8 => {
+                            let id = i64::from_be_bytes(key.try_into().expect("8"));
+                            let ttl = i64::from_le_bytes(value.try_into().expect("8"));
+                            leases.insert(id, ttl).map_err(|e| err(&e))?;
                         }
                         _ => return Err(bad("unknown record")),
                     }

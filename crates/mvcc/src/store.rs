@@ -11,6 +11,9 @@ use crate::{range_bounds, MvccError, RangeSpec};
 pub(crate) const KV: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("kv");
 pub(crate) const REVS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("revs");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Granted leases: lease ID → TTL in seconds (the keys attached to a lease are the live keys
+/// whose version names it, so they need no table of their own).
+pub(crate) const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
 
 pub(crate) const META_CURRENT_REV: &str = "current_revision";
 pub(crate) const META_COMPACT_REV: &str = "compact_revision";
@@ -66,6 +69,8 @@ impl Store {
                 .map_err(|e| MvccError::backend(path, e))?;
             txn.open_table(META)
                 .map_err(|e| MvccError::backend(path, e))?;
+            txn.open_table(LEASES)
+                .map_err(|e| MvccError::backend(path, e))?;
         }
         txn.commit().map_err(|e| MvccError::backend(path, e))?;
         Ok(store)
@@ -86,9 +91,11 @@ impl Store {
         let revs = txn.open_table(REVS).map_err(err)?;
         let meta_table = txn.open_table(META).map_err(err)?;
         let meta = read_meta(&meta_table).map_err(|e| MvccError::backend(&self.path, e))?;
+        let leases = txn.open_table(LEASES).map_err(err)?;
         Ok(ReadView {
             kv,
             revs,
+            leases,
             meta,
             path: self.path.clone(),
         })
@@ -131,6 +138,7 @@ pub(crate) fn read_meta(
 pub struct ReadView {
     kv: redb::ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
     revs: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
+    leases: redb::ReadOnlyTable<i64, i64>,
     meta: Meta,
     path: PathBuf,
 }
@@ -180,6 +188,19 @@ impl ReadView {
         from: i64,
         limit: usize,
     ) -> Result<Vec<Event>, MvccError> {
+        self.events_with(key, range_end, from, limit, false)
+    }
+
+    /// [`ReadView::events`], each event with the key's previous version when `prev_kv` is set
+    /// (as long as compaction kept it).
+    pub fn events_with(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        from: i64,
+        limit: usize,
+        prev_kv: bool,
+    ) -> Result<Vec<Event>, MvccError> {
         // As etcd's watch: starting at the compacted revision itself is allowed (the versions
         // kept by the compaction are still there), starting before it is not.
         if from > 0 && from < self.meta.compact_revision {
@@ -221,14 +242,58 @@ impl ReadView {
             } else {
                 EventType::Put
             };
+            let prev = if prev_kv {
+                self.previous_version(user_key, main)?
+            } else {
+                None
+            };
             events.push(Event {
                 r#type: event_type as i32,
                 kv: Some(kv),
-                prev_kv: None,
+                prev_kv: prev,
             });
             last_main = main;
         }
         Ok(events)
+    }
+
+    /// The live version of `key` just before revision `main`, if any.
+    fn previous_version(&self, key: &[u8], main: u64) -> Result<Option<KeyValue>, MvccError> {
+        let mut iter = self
+            .kv
+            .range((key, 0u64)..(key, main))
+            .map_err(|e| MvccError::backend(&self.path, e))?;
+        let Some(item) = iter.next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
+        let version = Version::decode(v.value())?;
+        if version.tombstone {
+            return Ok(None);
+        }
+        Ok(Some(version.to_key_value(key, k.value().1 as i64)))
+    }
+
+    /// Every granted lease: (ID, TTL in seconds), by ID.
+    pub fn leases(&self) -> Result<Vec<(i64, i64)>, MvccError> {
+        let err = |e: redb::StorageError| MvccError::backend(&self.path, e);
+        let mut out = Vec::new();
+        for item in self.leases.iter().map_err(err)? {
+            let (id, ttl) = item.map_err(err)?;
+            out.push((id.value(), ttl.value()));
+        }
+        Ok(out)
+    }
+
+    /// Live keys attached to a lease: (lease ID, key), in key order.
+    pub fn lease_attachments(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
+        let (kvs, _) = range_at(&self.kv, RangeSpec::From(&[]), self.meta.current_revision, 0)
+            .map_err(|e| MvccError::backend(&self.path, e))??;
+        Ok(kvs
+            .into_iter()
+            .filter(|kv| kv.lease != 0)
+            .map(|kv| (kv.lease, kv.key))
+            .collect())
     }
 
     /// etcd's HashKV: a CRC32C over every retained version up to `revision` (0 = current).

@@ -7,7 +7,7 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 
 use crate::codec::Version;
 use crate::store::{
-    check_revision, range_at, read_meta, Meta, RangeResult, Store, KV, META, META_COMPACT_REV,
+    check_revision, range_at, read_meta, Meta, RangeResult, Store, KV, LEASES, META, META_COMPACT_REV,
     META_CONSISTENT_INDEX, META_CURRENT_REV, REVS,
 };
 use crate::{range_bounds, MvccError};
@@ -167,6 +167,20 @@ impl WriteBatch {
         }
         self.sub += 1;
         Ok(())
+    }
+
+    /// Records a granted lease.
+    pub fn put_lease(&mut self, id: i64, ttl: i64) -> Result<(), MvccError> {
+        let mut leases = self.txn.open_table(LEASES).map_err(|e| self.err(e))?;
+        leases.insert(id, ttl).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Forgets a lease (its keys are deleted separately); returns whether it existed.
+    pub fn remove_lease(&mut self, id: i64) -> Result<bool, MvccError> {
+        let mut leases = self.txn.open_table(LEASES).map_err(|e| self.err(e))?;
+        let existed = leases.remove(id).map_err(|e| self.err(e))?.is_some();
+        Ok(existed)
     }
 
     /// Ends the current request: if it wrote, the pending revision becomes current.

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::etcdserver::Waiters;
 use crate::membership::Membership;
+use crate::watch::WatchHub;
 
 /// Committed batches merged into one backend commit at most (bounds one commit's size).
 pub const MAX_BATCHES_PER_COMMIT: usize = 64;
@@ -27,6 +28,9 @@ pub struct ApplyLoop {
     pub applied: watch::Sender<u64>,
     pub snapshot_count: u64,
     pub local_member: u64,
+    pub watch_hub: Arc<WatchHub>,
+    /// How much longer than their TTL leases live when this member becomes leader.
+    pub lease_extend: std::time::Duration,
 }
 
 impl ApplyLoop {
@@ -51,7 +55,11 @@ impl ApplyLoop {
                         .restore(&snapshot.data)
                         .map_err(|e| e.to_string());
                     if result.is_ok() {
-                        let applied = self.applier.read().expect("applier").consistent_index();
+                        let (applied, revision) = {
+                            let a = self.applier.read().expect("applier");
+                            (a.consistent_index(), a.current_revision())
+                        };
+                        self.watch_hub.restored(revision);
                         let _ = self.applied.send(applied.max(index));
                         last_snapshot = index;
                         tracing::info!(index, "applied snapshot from leader");
@@ -109,15 +117,20 @@ impl ApplyLoop {
             requests.push((entry.index, request));
         }
         let last_index = entries.last().map(|e| e.index).unwrap_or(0);
-        let applied = self
-            .applier
-            .write()
-            .expect("applier")
-            .apply_batch(&requests, last_index, durability)
-            .map_err(|e| e.to_string())?;
-        for a in applied {
+        let (applied, revision) = {
+            let mut applier = self.applier.write().expect("applier");
+            crate::leases::sync_lease_role(applier.lessor(), &self.raft, self.lease_extend);
+            let applied = applier
+                .apply_batch(&requests, last_index, durability)
+                .map_err(|e| e.to_string())?;
+            (applied, applier.current_revision())
+        };
+        let mut events = Vec::new();
+        for mut a in applied {
+            events.append(&mut a.events);
             self.waiters.trigger(a.id, a.result);
         }
+        self.watch_hub.notify(&events, revision);
         Ok(())
     }
 

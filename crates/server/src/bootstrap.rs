@@ -132,7 +132,7 @@ pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError>
                 membership.cluster_id()
             )));
         }
-        let applier = open_applier(&dirs)?;
+        let applier = open_applier(&dirs, settings)?;
         let last_snapshot_index = contents.snapshot.as_ref().map(|s| s.index).unwrap_or(0);
         // Without a snapshot in the WAL, the voters are the bootstrap members.
         let mut conf_state = ConfState::default();
@@ -181,7 +181,7 @@ pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError>
     membership.save()?;
     create_private_dir(&dirs.wal).map_err(io("cannot create", &dirs.wal))?;
     let wal = Wal::create(&dirs.wal, &encode_metadata(member_id, flag_cluster))?;
-    let applier = open_applier(&dirs)?;
+    let applier = open_applier(&dirs, settings)?;
     let mut conf_state = ConfState::default();
     conf_state.voters = members.iter().map(|m| m.id).collect();
     let storage = RaftStorage::recover(None, Default::default(), &[], Some(conf_state))
@@ -216,8 +216,13 @@ fn recover_storage(
     .map_err(|e| ServerError::Storage(format!("cannot rebuild the raft log from the WAL: {e}")))?)
 }
 
-fn open_applier(dirs: &DataDir) -> Result<Applier, ServerError> {
-    Applier::open(&dirs.db()).map_err(|e| {
+fn open_applier(dirs: &DataDir, settings: &ServerSettings) -> Result<Applier, ServerError> {
+    let min_ttl = rampart_lease::min_ttl_seconds(
+        settings.heartbeat_interval,
+        settings.election_ticks() as u64,
+    );
+    let lessor = std::sync::Arc::new(rampart_lease::Lessor::new(min_ttl));
+    Applier::open_with_lessor(&dirs.db(), lessor).map_err(|e| {
         ServerError::Storage(format!(
             "cannot open the backend {}: {e}",
             dirs.db().display()

@@ -15,7 +15,10 @@ use tonic::Status;
 
 use crate::errors;
 use crate::ids::RequestIds;
+use crate::leases::LeaseForwarder;
 use crate::membership::Membership;
+use crate::watch::WatchHub;
+use rampart_lease::Lessor;
 
 /// Result of applying one proposed request, delivered to the handler that proposed it.
 pub type ApplyResult = Result<Response, ApplyError>;
@@ -52,7 +55,8 @@ pub struct Limits {
     pub max_txn_ops: usize,
 }
 
-pub struct EtcdServer {
+/// What a server core is made of (built by `run`).
+pub struct ServerParts {
     pub member_id: u64,
     pub membership: Arc<Membership>,
     pub raft: RaftHandle,
@@ -60,34 +64,52 @@ pub struct EtcdServer {
     pub waiters: Arc<Waiters>,
     pub applied: watch::Receiver<u64>,
     pub limits: Limits,
+    pub election_timeout: Duration,
+    pub lease_forwarder: LeaseForwarder,
+    pub watch_hub: Arc<WatchHub>,
+}
+
+pub struct EtcdServer {
+    pub member_id: u64,
+    pub membership: Arc<Membership>,
+    pub raft: RaftHandle,
+    pub applier: Arc<RwLock<Applier>>,
+    pub lessor: Arc<Lessor>,
+    pub waiters: Arc<Waiters>,
+    pub applied: watch::Receiver<u64>,
+    pub limits: Limits,
+    pub election_timeout: Duration,
     pub request_timeout: Duration,
     pub version: &'static str,
+    pub lease_forwarder: LeaseForwarder,
+    pub watch_hub: Arc<WatchHub>,
     ids: RequestIds,
 }
 
 impl EtcdServer {
-    pub fn new(
-        member_id: u64,
-        membership: Arc<Membership>,
-        raft: RaftHandle,
-        applier: Arc<RwLock<Applier>>,
-        waiters: Arc<Waiters>,
-        applied: watch::Receiver<u64>,
-        limits: Limits,
-        request_timeout: Duration,
-    ) -> EtcdServer {
+    pub fn new(parts: ServerParts) -> EtcdServer {
+        let lessor = parts.applier.read().expect("applier").lessor().clone();
         EtcdServer {
-            member_id,
-            membership,
-            raft,
-            applier,
-            waiters,
-            applied,
-            limits,
-            request_timeout,
+            member_id: parts.member_id,
+            membership: parts.membership,
+            raft: parts.raft,
+            applier: parts.applier,
+            lessor,
+            waiters: parts.waiters,
+            applied: parts.applied,
+            limits: parts.limits,
+            election_timeout: parts.election_timeout,
+            request_timeout: crate::settings::request_timeout(parts.election_timeout),
             version: crate::ETCD_API_VERSION,
-            ids: RequestIds::new(member_id),
+            lease_forwarder: parts.lease_forwarder,
+            watch_hub: parts.watch_hub,
+            ids: RequestIds::new(parts.member_id),
         }
+    }
+
+    /// A fresh ID, unique across the cluster (request IDs, generated lease IDs).
+    pub fn next_request_id(&self) -> u64 {
+        self.ids.next()
     }
 
     pub fn cluster_id(&self) -> u64 {

@@ -17,6 +17,8 @@ pub mod listen;
 pub mod membership;
 pub mod run;
 pub mod settings;
+pub mod leases;
+pub mod watch;
 
 pub use errors::ServerError;
 pub use run::{run, RunningServer};

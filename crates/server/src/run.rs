@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use rampart_proto::etcdserverpb::cluster_server::ClusterServer;
 use rampart_proto::etcdserverpb::kv_server::KvServer;
+use rampart_proto::etcdserverpb::lease_server::LeaseServer;
+use rampart_proto::etcdserverpb::watch_server::WatchServer;
 use rampart_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use rampart_proto::internal::{raft_request, MemberAttributes};
 use rampart_raft_node::transport::{PeerConnector, PeerService, PeerTransport, SnapshotSource};
@@ -17,12 +19,16 @@ use tokio::task::JoinHandle;
 
 use crate::api::v3::cluster::ClusterService;
 use crate::api::v3::kv::KvService;
+use crate::api::v3::lease::LeaseService;
+use crate::api::v3::watch::WatchService;
 use crate::api::v3::maintenance::MaintenanceService;
 use crate::apply_loop::ApplyLoop;
 use crate::bootstrap::bootstrap;
-use crate::etcdserver::{EtcdServer, Limits, Waiters};
+use crate::etcdserver::{EtcdServer, Limits, ServerParts, Waiters};
+use crate::leases::{run_lease_expiry, LeaseForwardService, LeaseForwarder};
 use crate::listen::{bind, parse_listen_url};
-use crate::settings::{request_timeout, ServerSettings};
+use crate::settings::ServerSettings;
+use crate::watch::{HeaderSource, WatchHub};
 use crate::ServerError;
 
 /// Largest gRPC message a client may send: the request limit plus room for framing (etcd adds
@@ -109,7 +115,7 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         cluster_id,
         member_id,
         &peers,
-        connect,
+        connect.clone(),
         snapshot_source,
         tokio::runtime::Handle::current(),
     );
@@ -127,6 +133,16 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
     )?;
     transport.attach(raft.clone());
 
+    let watch_hub = WatchHub::new(
+        applier.clone(),
+        HeaderSource {
+            membership: membership.clone(),
+            member_id,
+            raft: raft.clone(),
+        },
+        settings.max_request_bytes,
+        settings.watch_progress_notify_interval,
+    );
     let waiters = Arc::new(Waiters::default());
     let (applied_tx, applied_rx) = watch::channel(applied_index);
     let apply_loop = ApplyLoop {
@@ -137,6 +153,8 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         applied: applied_tx,
         snapshot_count: settings.snapshot_count.max(1),
         local_member: member_id,
+        watch_hub: watch_hub.clone(),
+        lease_extend: settings.election_timeout,
     };
     let last_snapshot = boot.last_snapshot_index;
     std::thread::Builder::new()
@@ -144,30 +162,38 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         .spawn(move || apply_loop.run(committed, last_snapshot))
         .map_err(|e| ServerError::io("cannot start the apply thread", e))?;
 
-    let server = Arc::new(EtcdServer::new(
+    let server = Arc::new(EtcdServer::new(ServerParts {
         member_id,
-        membership.clone(),
-        raft.clone(),
+        membership: membership.clone(),
+        raft: raft.clone(),
         applier,
         waiters,
-        applied_rx,
-        Limits {
+        applied: applied_rx,
+        limits: Limits {
             max_request_bytes: settings.max_request_bytes,
             max_txn_ops: settings.max_txn_ops,
         },
-        request_timeout(settings.election_timeout),
-    ));
+        election_timeout: settings.election_timeout,
+        lease_forwarder: LeaseForwarder::new(connect),
+        watch_hub: watch_hub.clone(),
+    }));
 
-    let mut tasks = Vec::new();
+    let mut tasks = vec![
+        tokio::spawn(watch_hub.clone().run_catch_up()),
+        tokio::spawn(watch_hub.run_progress_notify()),
+        tokio::spawn(run_lease_expiry(server.clone())),
+    ];
     for raw in &settings.listen_peer_urls {
         let url = parse_listen_url(raw)?;
         let tls = tls_for(&url, raw, peer_server_tls.clone(), "peer")?;
         let listener = bind(&url).await?;
         let service = PeerService::new(cluster_id, raft.clone()).into_server();
+        let lease_forward = LeaseForwardService::new(server.clone());
         let incoming = TlsIncoming::new(listener, tls);
         tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(lease_forward)
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = result {
@@ -269,6 +295,14 @@ fn client_routes(server: Arc<EtcdServer>, max_message: usize) -> tonic::service:
     .add_service(
         ClusterServer::new(ClusterService::new(server.clone()))
             .max_decoding_message_size(max_message),
+    )
+    .add_service(
+        LeaseServer::new(LeaseService::new(server.clone())).max_decoding_message_size(max_message),
+    )
+    .add_service(
+        WatchServer::new(WatchService::new(server.clone()))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(usize::MAX),
     )
     .add_service(
         MaintenanceServer::new(MaintenanceService::new(server.clone()))

@@ -34,6 +34,9 @@ pub struct ServerSettings {
     pub client_tls: Option<TlsOptions>,
     /// TLS of the peer listeners and of connections to other members.
     pub peer_tls: Option<TlsOptions>,
+    /// How often watchers that asked for progress notifications get one
+    /// (`--experimental-watch-progress-notify-interval`, 10 minutes as etcd's).
+    pub watch_progress_notify_interval: Duration,
 }
 
 impl ServerSettings {
@@ -81,5 +84,64 @@ pub fn from_config(c: &rampart_config::ServerConfig) -> Result<ServerSettings, c
         max_txn_ops: c.max_txn_ops,
         client_tls: tls(&c.client_tls, c.data_dir.join("fixtures").join("client")),
         peer_tls: tls(&c.peer_tls, c.data_dir.join("fixtures").join("peer")),
+        watch_progress_notify_interval: match c
+            .values
+            .get("experimental-watch-progress-notify-interval")
+        {
+            Some(v) => parse_go_duration(v).ok_or_else(|| {
+                crate::ServerError::Config(format!(
+                    "invalid value {v:?} for flag -experimental-watch-progress-notify-interval: expected a duration such as 10m or 500ms"
+                ))
+            })?,
+            None => DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+        },
     })
+}
+
+/// etcd's default progress-notification interval.
+pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
+
+/// A Go duration ("1h2m3s", "500ms", "1.5s"); zero or negative durations are refused.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * seconds;
+    }
+    (total > 0.0).then(|| Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1h1m1.5s"), Some(Duration::from_secs_f64(3661.5)));
+        assert_eq!(parse_go_duration("10"), None);
+        assert_eq!(parse_go_duration("0s"), None);
+    }
 }

@@ -3,6 +3,8 @@
 
 pub mod cluster;
 pub mod kv;
+pub mod lease;
+pub mod watch;
 pub mod maintenance;
 
 use rampart_apply::ApplyError;

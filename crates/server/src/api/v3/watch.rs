@@ -1,0 +1,117 @@
+//! `etcdserverpb.Watch`: one bidirectional stream carries many watchers. Requests (create,
+//! cancel, progress) are handled in order; events come from the watch hub.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt as _};
+use rampart_proto::etcdserverpb::watch_request::RequestUnion;
+use rampart_proto::etcdserverpb::watch_server::Watch;
+use rampart_proto::etcdserverpb::{WatchRequest, WatchResponse};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Status, Streaming};
+
+use crate::etcdserver::EtcdServer;
+use crate::watch::WatchHub;
+
+pub struct WatchService {
+    server: Arc<EtcdServer>,
+}
+
+impl WatchService {
+    pub fn new(server: Arc<EtcdServer>) -> WatchService {
+        WatchService { server }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
+
+/// Unregisters the stream's watchers however the request loop ends.
+struct StreamGuard {
+    hub: Arc<WatchHub>,
+    stream: u64,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.hub.close_stream(self.stream);
+    }
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<tonic::Response<Self::WatchStream>, Status> {
+        let mut incoming = request.into_inner();
+        let hub = self.server.watch_hub.clone();
+        let (stream, outbox, rx) = hub.open_stream();
+        let max_request_bytes = self.server.limits.max_request_bytes;
+        tokio::spawn(async move {
+            let _guard = StreamGuard {
+                hub: hub.clone(),
+                stream,
+            };
+            while let Some(Ok(req)) = incoming.next().await {
+                if prost::Message::encoded_len(&req) > max_request_bytes {
+                    break;
+                }
+                let reply = match req.request_union {
+                    Some(RequestUnion::CreateRequest(create)) => {
+                        let (reply, created) = match hub.create(stream, &create) {
+                            Ok((id, revision)) => (
+                                WatchResponse {
+                                    header: Some(hub.header(revision)),
+                                    watch_id: id,
+                                    created: true,
+                                    ..Default::default()
+                                },
+                                Some(id),
+                            ),
+                            Err(refused) => (
+                                WatchResponse {
+                                    header: Some(hub.header(hub.revision())),
+                                    watch_id: -1,
+                                    created: true,
+                                    canceled: true,
+                                    cancel_reason: refused.0.to_string(),
+                                    ..Default::default()
+                                },
+                                None,
+                            ),
+                        };
+                        if outbox.send(vec![reply]).await.is_err() {
+                            break;
+                        }
+                        if let Some(id) = created {
+                            hub.activate(stream, id);
+                        }
+                        continue;
+                    }
+                    Some(RequestUnion::CancelRequest(cancel)) => {
+                        if !hub.cancel(stream, cancel.watch_id) {
+                            continue;
+                        }
+                        WatchResponse {
+                            header: Some(hub.header(hub.revision())),
+                            watch_id: cancel.watch_id,
+                            canceled: true,
+                            ..Default::default()
+                        }
+                    }
+                    Some(RequestUnion::ProgressRequest(_)) => hub.progress(stream),
+                    None => continue,
+                };
+                if outbox.send(vec![reply]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let responses = ReceiverStream::new(rx)
+            .flat_map(|batch| futures::stream::iter(batch.into_iter().map(Ok)));
+        Ok(tonic::Response::new(Box::pin(responses)))
+    }
+}
