@@ -50,6 +50,8 @@ struct Lease {
     /// When the lease expires; `None` while this member is not the leader.
     expiry: Option<Instant>,
     keys: BTreeSet<Vec<u8>>,
+    /// When this member applied the grant (or loaded the lease), for ordering lists.
+    granted_at: Instant,
     /// When the leader last proposed revoking this (expired) lease.
     revoke_proposed: Option<Instant>,
 }
@@ -101,6 +103,7 @@ impl Lessor {
                         ttl,
                         expiry,
                         keys: BTreeSet::new(),
+                        granted_at: now,
                         revoke_proposed: None,
                     },
                 )
@@ -135,13 +138,15 @@ impl Lessor {
         if t.leases.contains_key(&id) {
             return Err(LeaseError::Exists);
         }
-        let expiry = t.primary.then(|| Instant::now() + secs(ttl));
+        let now = Instant::now();
+        let expiry = t.primary.then(|| now + secs(ttl));
         t.leases.insert(
             id,
             Lease {
                 ttl,
                 expiry,
                 keys: BTreeSet::new(),
+                granted_at: now,
                 revoke_proposed: None,
             },
         );
@@ -175,11 +180,17 @@ impl Lessor {
         }
     }
 
-    /// Every lease ID, ascending.
+    /// Every lease ID, soonest to expire first, as etcd lists them (a follower, which keeps no
+    /// clocks, orders by grant time plus TTL).
     pub fn ids(&self) -> Vec<i64> {
-        let mut ids: Vec<i64> = self.table().leases.keys().copied().collect();
+        let t = self.table();
+        let mut ids: Vec<(Instant, i64)> = t
+            .leases
+            .iter()
+            .map(|(id, l)| (l.expiry.unwrap_or(l.granted_at + secs(l.ttl)), *id))
+            .collect();
         ids.sort_unstable();
-        ids
+        ids.into_iter().map(|(_, id)| id).collect()
     }
 
     pub fn is_primary(&self) -> bool {
@@ -355,7 +366,7 @@ mod tests {
         let l = Lessor::new(1);
         l.grant(1, 5).unwrap();
         l.load(&[(2, 10), (3, 20)], vec![(2, b"k".to_vec()), (9, b"z".to_vec())]);
-        assert_eq!(l.ids(), vec![2, 3]);
+        assert_eq!(l.ids(), vec![2, 3], "soonest expiry first");
         assert_eq!(l.keys(2), Some(vec![b"k".to_vec()]));
     }
 }

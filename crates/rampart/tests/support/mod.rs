@@ -2,6 +2,8 @@
 //! processes on loopback with mutual TLS, driven by the real `etcdctl`.
 #![allow(dead_code)]
 
+pub mod real_etcd;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

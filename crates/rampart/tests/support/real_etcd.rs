@@ -1,0 +1,112 @@
+//! A 1-member real etcd 3.4 (Debian's `etcd-server`) with the test cluster's certificates, and
+//! masking of run-specific output, for tests that compare Rampart with the reference.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, Cluster};
+
+/// A 1-member real etcd with client mTLS, using the same CA and certificates.
+pub struct RealEtcd {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RealEtcd {
+    pub fn start(cluster: &Cluster) -> RealEtcd {
+        assert!(
+            std::path::Path::new("/usr/bin/etcd").exists(),
+            "/usr/bin/etcd is missing: install Debian's etcd-server (scripts/test.sh does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("https://127.0.0.1:{}", free_port());
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let pki = &cluster.pki;
+        let child = Command::new("/usr/bin/etcd")
+            .arg("--name=ref")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=ref={peer}"))
+            .arg(format!("--cert-file={}", pki.file("member.pem")))
+            .arg(format!("--key-file={}", pki.file("member-key.pem")))
+            .arg(format!("--trusted-ca-file={}", pki.file("ca.pem")))
+            .arg("--client-cert-auth")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        let etcd = RealEtcd {
+            child,
+            url,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cluster
+            .etcdctl(&etcd.url)
+            .args(["endpoint", "health"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "reference etcd did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        etcd
+    }
+}
+
+impl Drop for RealEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a command printed, with run-specific numbers (IDs, terms, timings) masked.
+pub fn normalize(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut l = line.to_string();
+        for key in ["\"cluster_id\":", "\"member_id\":", "\"raft_term\":"] {
+            while let Some(pos) = l.find(key) {
+                let start = pos + key.len();
+                let end = l[start..]
+                    .find(|c: char| !c.is_ascii_digit())
+                    .map(|e| start + e)
+                    .unwrap_or(l.len());
+                l = format!("{}{}N{}", &l[..pos], key.replace(':', "="), &l[end..]);
+            }
+        }
+        l = mask_after(&l, "\"ts\":\"", |c: char| c == '"');
+        l = mask_after(&l, "client-", |c: char| c == '/');
+        l = mask_after(&l, "127.0.0.1:", |c: char| !c.is_ascii_digit());
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+/// Replaces what follows each `marker` up to `stop` with `*`.
+pub fn mask_after(line: &str, marker: &str, stop: impl Fn(char) -> bool + Copy) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(pos) = rest.find(marker) {
+        out.push_str(&rest[..pos + marker.len()]);
+        out.push('*');
+        let tail = &rest[pos + marker.len()..];
+        let end = tail.find(stop).unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
