@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use rampart_mvcc::MvccError;
 use rampart_proto::etcdserverpb::WatchResponse;
-use tokio::sync::mpsc::error::TrySendError;
 
-use super::{WatchHub, WatcherKey, CATCH_UP_POLL};
+use super::{Rejected, WatchHub, WatcherKey, CATCH_UP_POLL};
 
 /// Events read for one watcher per round at most (whole revisions are never split).
 pub const CATCH_UP_EVENTS: usize = 1000;
@@ -87,7 +86,7 @@ impl WatchHub {
                             .to_string(),
                         ..Default::default()
                     };
-                    if !matches!(outbox.try_send(vec![resp]), Err(TrySendError::Full(_))) {
+                    if !matches!(outbox.try_send(vec![resp]), Err(Rejected::Full)) {
                         s.unsynced.remove(&key);
                     }
                     continue;
@@ -112,8 +111,8 @@ impl WatchHub {
                 let batch = self.responses(key.1, selected, reached, filter.fragment);
                 match outbox.try_send(batch) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) => continue, // still slow: next round
-                    Err(TrySendError::Closed(_)) => {
+                    Err(Rejected::Full) => continue, // still slow: next round
+                    Err(Rejected::Closed) => {
                         s.unsynced.remove(&key);
                         continue;
                     }

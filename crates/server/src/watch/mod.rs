@@ -13,6 +13,7 @@
 
 mod catch_up;
 mod filter;
+mod outbox;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,14 +24,11 @@ use rampart_apply::Applier;
 use rampart_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
 use rampart_proto::mvccpb::Event;
 use rampart_raft_node::RaftHandle;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::membership::Membership;
 pub use filter::WatchFilter;
-
-/// Response batches queued per stream; when full, the stream's watchers fall back to catching
-/// up from the store (etcd's per-stream buffer is 128 responses too).
-pub const STREAM_QUEUE: usize = 128;
+pub use outbox::{Inbox, Outbox, Rejected, STREAM_QUEUE, STREAM_QUEUE_BYTES};
 
 /// How long the catch-up worker sleeps when nothing wakes it (a stalled consumer that starts
 /// reading again is noticed within this).
@@ -40,9 +38,6 @@ pub const CATCH_UP_POLL: Duration = Duration::from_millis(100);
 pub const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 /// etcd's text for a watch range whose end is not after its start.
 pub const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
-
-/// One stream's queue of response batches (each batch is sent whole: fragments stay together).
-pub type Outbox = mpsc::Sender<Vec<WatchResponse>>;
 
 type WatcherKey = (u64, i64);
 
@@ -183,8 +178,8 @@ impl WatchHub {
     }
 
     /// Registers a stream; returns its ID, its outbox, and the receiving end of the outbox.
-    pub fn open_stream(&self) -> (u64, Outbox, mpsc::Receiver<Vec<WatchResponse>>) {
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    pub fn open_stream(&self) -> (u64, Outbox, Inbox) {
+        let (tx, rx) = outbox::outbox();
         let mut s = self.state();
         s.next_stream += 1;
         let id = s.next_stream;
@@ -331,7 +326,7 @@ impl WatchHub {
             let batch = self.responses(key.1, events, revision, fragment);
             match entry.outbox.try_send(batch) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(Rejected::Full) => {
                     // A slow consumer: it will read this batch from the store later.
                     if let Some(mut w) = s.remove_synced(key) {
                         w.next_rev = w.next_rev.max(before + 1);
@@ -339,7 +334,7 @@ impl WatchHub {
                         fell_behind = true;
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(Rejected::Closed) => {
                     s.remove(key);
                 }
             }

@@ -8,7 +8,6 @@ use futures::{Stream, StreamExt as _};
 use rampart_proto::etcdserverpb::watch_request::RequestUnion;
 use rampart_proto::etcdserverpb::watch_server::Watch;
 use rampart_proto::etcdserverpb::{WatchRequest, WatchResponse};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status, Streaming};
 
 use crate::etcdserver::EtcdServer;
@@ -83,7 +82,7 @@ impl Watch for WatchService {
                                 None,
                             ),
                         };
-                        if outbox.send(vec![reply]).await.is_err() {
+                        if outbox.send(reply).await.is_err() {
                             break;
                         }
                         if let Some(id) = created {
@@ -105,13 +104,12 @@ impl Watch for WatchService {
                     Some(RequestUnion::ProgressRequest(_)) => hub.progress(stream),
                     None => continue,
                 };
-                if outbox.send(vec![reply]).await.is_err() {
+                if outbox.send(reply).await.is_err() {
                     break;
                 }
             }
         });
-        let responses = ReceiverStream::new(rx)
-            .flat_map(|batch| futures::stream::iter(batch.into_iter().map(Ok)));
+        let responses = rx.into_stream().map(Ok);
         Ok(tonic::Response::new(Box::pin(responses)))
     }
 }
