@@ -39,6 +39,12 @@ tests=(
   TestCtlV3Watch TestCtlV3WatchNoTLS TestCtlV3WatchClientTLS TestCtlV3WatchPeerTLS TestCtlV3WatchTimeout
   TestCtlV3WatchInteractive TestCtlV3WatchInteractiveNoTLS TestCtlV3WatchInteractiveClientTLS
   TestCtlV3WatchInteractivePeerTLS
+  # JSON gateway (/v3 and /v3beta)
+  TestV3CurlLeaseGrantNoTLS TestV3CurlLeaseRevokeNoTLS TestV3CurlLeaseLeasesNoTLS TestV3CurlLeaseKeepAliveNoTLS
+  TestV3CurlPutGetNoTLS TestV3CurlPutGetAutoTLS TestV3CurlPutGetAllTLS TestV3CurlPutGetPeerTLS
+  TestV3CurlPutGetClientTLS TestV3CurlWatch TestV3CurlTxn TestV3CurlCipherSuitesValid
+  TestV3Curl_MaxStreams_BelowLimit_NoTLS_Small TestV3Curl_MaxStreams_BelowLimit_NoTLS_Medium
+  TestV3Curl_MaxStreams_BelowLimit_TLS_Small TestV3Curl_MaxStreams_BelowLimit_TLS_Medium
 )
 regex="^($(IFS='|'; echo "${tests[*]}"))\$"
 exec bash ../shared/conformance/etcd-e2e.sh --server "$server" --run "$regex" --timeout 15m

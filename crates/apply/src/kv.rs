@@ -12,7 +12,6 @@ use rampart_proto::mvccpb::{Event, KeyValue};
 
 use crate::{header, ApplyError, LeaseTable};
 
-
 /// Something ranges can be read from: a read view or a write batch (seeing its own writes).
 trait RangeSource {
     fn range_at(

@@ -91,8 +91,7 @@ impl Applier {
 
     fn load_leases(&self) -> Result<(), MvccError> {
         let view = self.store.read()?;
-        self.lessor
-            .load(&view.leases()?, view.lease_attachments()?);
+        self.lessor.load(&view.leases()?, view.lease_attachments()?);
         Ok(())
     }
 

@@ -102,7 +102,9 @@ fn puts_may_name_only_granted_leases() {
             rampart_proto::etcdserverpb::LeaseGrantRequest { ttl: 60, id: 42 },
         ))
         .unwrap();
-    let Response::LeaseGrant(g) = granted else { panic!() };
+    let Response::LeaseGrant(g) = granted else {
+        panic!()
+    };
     assert_eq!((g.id, g.ttl), (42, 60));
     assert!(h
         .apply(Request::Put(PutRequest {

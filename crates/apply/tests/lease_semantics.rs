@@ -94,8 +94,10 @@ fn expiry_revokes_each_lease_in_its_own_revision_and_skips_gone_ones() {
     put_with_lease(&mut h, "two", 2).unwrap();
     h.put("stay", "v");
     let before = h.applier.current_revision();
-    h.apply(Request::LeaseExpired(LeaseExpired { ids: vec![1, 2, 99] }))
-        .unwrap();
+    h.apply(Request::LeaseExpired(LeaseExpired {
+        ids: vec![1, 2, 99],
+    }))
+    .unwrap();
     assert_eq!(h.applier.current_revision(), before + 2);
     assert_eq!(live_keys(&h), vec!["stay"]);
     assert!(h.applier.lessor().ids().is_empty());
@@ -106,7 +108,13 @@ fn leases_and_attachments_survive_reopen_and_snapshot_restore() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let apply = |a: &mut Applier, index: u64, r: Request| {
-        let entry = (index, RaftRequest { id: index, request: Some(r) });
+        let entry = (
+            index,
+            RaftRequest {
+                id: index,
+                request: Some(r),
+            },
+        );
         a.apply_batch(&[entry], index, Durability::Immediate)
             .unwrap()
             .pop()
@@ -116,11 +124,18 @@ fn leases_and_attachments_survive_reopen_and_snapshot_restore() {
     };
     let snapshot = {
         let mut a = Applier::open(&path).unwrap();
-        apply(&mut a, 1, Request::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 3 }));
+        apply(
+            &mut a,
+            1,
+            Request::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 3 }),
+        );
         apply(
             &mut a,
             2,
-            Request::Put(PutRequest { lease: 3, ..put_req("k", "v") }),
+            Request::Put(PutRequest {
+                lease: 3,
+                ..put_req("k", "v")
+            }),
         );
         a.snapshot_bytes().unwrap()
     };
@@ -133,9 +148,16 @@ fn leases_and_attachments_survive_reopen_and_snapshot_restore() {
     let mut restored = Applier::open(&other.path().join("db")).unwrap();
     restored.restore(&snapshot).unwrap();
     assert_eq!(restored.lessor().keys(3).unwrap(), vec![b"k".to_vec()]);
-    apply(&mut restored, 3, Request::LeaseRevoke(LeaseRevokeRequest { id: 3 }));
+    apply(
+        &mut restored,
+        3,
+        Request::LeaseRevoke(LeaseRevokeRequest { id: 3 }),
+    );
     let left = restored
-        .range(&RangeRequest { key: b"k".to_vec(), ..Default::default() })
+        .range(&RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(left.count, 0);
 }

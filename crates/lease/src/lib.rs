@@ -333,8 +333,15 @@ mod tests {
         assert_eq!(l.renew(7), Ok(1));
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(l.expired(10), vec![7]);
-        assert!(l.expired(10).is_empty(), "not proposed twice within the retry interval");
-        assert_eq!(l.renew(7), Err(LeaseError::NotFound), "an expired lease cannot be renewed");
+        assert!(
+            l.expired(10).is_empty(),
+            "not proposed twice within the retry interval"
+        );
+        assert_eq!(
+            l.renew(7),
+            Err(LeaseError::NotFound),
+            "an expired lease cannot be renewed"
+        );
     }
 
     #[test]
@@ -365,7 +372,10 @@ mod tests {
     fn load_rebuilds_from_the_store() {
         let l = Lessor::new(1);
         l.grant(1, 5).unwrap();
-        l.load(&[(2, 10), (3, 20)], vec![(2, b"k".to_vec()), (9, b"z".to_vec())]);
+        l.load(
+            &[(2, 10), (3, 20)],
+            vec![(2, b"k".to_vec()), (9, b"z".to_vec())],
+        );
         assert_eq!(l.ids(), vec![2, 3], "soonest expiry first");
         assert_eq!(l.keys(2), Some(vec![b"k".to_vec()]));
     }

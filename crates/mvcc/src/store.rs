@@ -287,8 +287,13 @@ impl ReadView {
 
     /// Live keys attached to a lease: (lease ID, key), in key order.
     pub fn lease_attachments(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
-        let (kvs, _) = range_at(&self.kv, RangeSpec::From(&[]), self.meta.current_revision, 0)
-            .map_err(|e| MvccError::backend(&self.path, e))??;
+        let (kvs, _) = range_at(
+            &self.kv,
+            RangeSpec::From(&[]),
+            self.meta.current_revision,
+            0,
+        )
+        .map_err(|e| MvccError::backend(&self.path, e))??;
         Ok(kvs
             .into_iter()
             .filter(|kv| kv.lease != 0)

@@ -7,8 +7,8 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 
 use crate::codec::Version;
 use crate::store::{
-    check_revision, range_at, read_meta, Meta, RangeResult, Store, KV, LEASES, META, META_COMPACT_REV,
-    META_CONSISTENT_INDEX, META_CURRENT_REV, REVS,
+    check_revision, range_at, read_meta, Meta, RangeResult, Store, KV, LEASES, META,
+    META_COMPACT_REV, META_CONSISTENT_INDEX, META_CURRENT_REV, REVS,
 };
 use crate::{range_bounds, MvccError};
 

@@ -42,7 +42,11 @@ fn cluster_lease_survives_leader_failover_and_expires_after_keepalives_stop() {
     let until = Instant::now() + Duration::from_secs(2 * TTL_SECS);
     while Instant::now() < until {
         if let Some(present) = key_present(&cluster, survivor) {
-            assert!(present, "the leased key vanished during the failover\n{}", cluster.logs());
+            assert!(
+                present,
+                "the leased key vanished during the failover\n{}",
+                cluster.logs()
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }

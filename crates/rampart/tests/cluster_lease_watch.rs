@@ -92,7 +92,12 @@ impl Session<'_> {
             .spawn()
             .unwrap();
         if let Some(input) = stdin {
-            child.stdin.as_mut().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .as_mut()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         (child, args.join(" "))
     }

@@ -42,7 +42,10 @@ async fn watch_revisions(channel: Channel, start: i64, stop_after: usize) -> Vec
     .await
     .unwrap();
     let mut revs = Vec::new();
-    let Ok(resp) = WatchClient::new(channel).watch(ReceiverStream::new(rx)).await else {
+    let Ok(resp) = WatchClient::new(channel)
+        .watch(ReceiverStream::new(rx))
+        .await
+    else {
         return revs;
     };
     let mut stream = resp.into_inner();
@@ -52,7 +55,10 @@ async fn watch_revisions(channel: Channel, start: i64, stop_after: usize) -> Vec
                 let mut last = revs.last().copied().unwrap_or(0);
                 for e in r.events {
                     let rev = e.kv.unwrap().mod_revision;
-                    assert!(rev > last, "revision {rev} after {last}: out of order or repeated");
+                    assert!(
+                        rev > last,
+                        "revision {rev} after {last}: out of order or repeated"
+                    );
                     last = rev;
                     revs.push(rev);
                 }
@@ -100,7 +106,10 @@ async fn cluster_watch_resumes_after_the_watched_member_restarts() {
     let last_seen = *before_crash.last().unwrap();
     let missing: Vec<i64> = written.iter().copied().filter(|r| *r > last_seen).collect();
     let resumed = watch_revisions(channel(&cluster, 0), last_seen + 1, missing.len()).await;
-    assert_eq!(resumed, missing, "the resumed watch must deliver exactly the missed events");
+    assert_eq!(
+        resumed, missing,
+        "the resumed watch must deliver exactly the missed events"
+    );
     let mut all = before_crash.clone();
     all.extend(&resumed);
     assert_eq!(all, written);

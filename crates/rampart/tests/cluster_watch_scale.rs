@@ -51,10 +51,7 @@ fn resident_kib(pid: u32) -> u64 {
 async fn open_stream(
     channel: Channel,
     count: usize,
-) -> (
-    mpsc::Sender<WatchRequest>,
-    tonic::Streaming<WatchResponse>,
-) {
+) -> (mpsc::Sender<WatchRequest>, tonic::Streaming<WatchResponse>) {
     let (tx, rx) = mpsc::channel(count + 1);
     for _ in 0..count {
         tx.send(WatchRequest {
@@ -105,7 +102,10 @@ async fn collect(
     }
     assert_eq!(seen.len(), watchers);
     for (id, revs) in seen {
-        assert_eq!(revs, expected, "watcher {id}: events missing, duplicated or out of order");
+        assert_eq!(
+            revs, expected,
+            "watcher {id}: events missing, duplicated or out of order"
+        );
     }
 }
 
@@ -166,7 +166,11 @@ async fn cluster_ten_thousand_watchers_get_every_event_and_a_stalled_reader_stay
     for (requests, mut responses) in streams {
         let mut revisions_rx = revisions_rx.clone();
         readers.push(tokio::spawn(async move {
-            let expected = revisions_rx.wait_for(|r| !r.is_empty()).await.unwrap().clone();
+            let expected = revisions_rx
+                .wait_for(|r| !r.is_empty())
+                .await
+                .unwrap()
+                .clone();
             collect(&mut responses, WATCHERS_PER_STREAM, &expected).await;
             drop(requests);
         }));

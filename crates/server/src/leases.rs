@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use rampart_lease::{LeaseError, Lessor};
 use rampart_proto::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use rampart_proto::internal::{raft_request, LeaseExpired};
 use rampart_proto::peer::lease_forward_client::LeaseForwardClient;
@@ -51,7 +50,9 @@ impl LeaseForwarder {
             Some(c) => c.clone(),
             None => {
                 let c = (self.connect)(url).map_err(|e| {
-                    Status::unavailable(format!("etcdserver: cannot reach the leader at {url}: {e}"))
+                    Status::unavailable(format!(
+                        "etcdserver: cannot reach the leader at {url}: {e}"
+                    ))
                 })?;
                 channels.insert(url.to_string(), c.clone());
                 c

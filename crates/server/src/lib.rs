@@ -13,11 +13,11 @@ pub mod bootstrap;
 pub mod errors;
 pub mod etcdserver;
 pub mod ids;
+pub mod leases;
 pub mod listen;
 pub mod membership;
 pub mod run;
 pub mod settings;
-pub mod leases;
 pub mod watch;
 
 pub use errors::ServerError;

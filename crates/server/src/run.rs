@@ -8,8 +8,8 @@ use std::time::Duration;
 use rampart_proto::etcdserverpb::cluster_server::ClusterServer;
 use rampart_proto::etcdserverpb::kv_server::KvServer;
 use rampart_proto::etcdserverpb::lease_server::LeaseServer;
-use rampart_proto::etcdserverpb::watch_server::WatchServer;
 use rampart_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use rampart_proto::etcdserverpb::watch_server::WatchServer;
 use rampart_proto::internal::{raft_request, MemberAttributes};
 use rampart_raft_node::transport::{PeerConnector, PeerService, PeerTransport, SnapshotSource};
 use rampart_raft_node::NodeConfig;
@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use crate::api::v3::cluster::ClusterService;
 use crate::api::v3::kv::KvService;
 use crate::api::v3::lease::LeaseService;
-use crate::api::v3::watch::WatchService;
 use crate::api::v3::maintenance::MaintenanceService;
+use crate::api::v3::watch::WatchService;
 use crate::apply_loop::ApplyLoop;
 use crate::bootstrap::bootstrap;
 use crate::etcdserver::{EtcdServer, Limits, ServerParts, Waiters};
@@ -312,7 +312,8 @@ fn client_routes(server: Arc<EtcdServer>, max_message: usize) -> tonic::service:
     .add_service(health_service);
     let router = grpc
         .into_axum_router()
-        .merge(crate::api::http::router(server));
+        .merge(crate::api::http::router(server.clone()))
+        .merge(crate::api::gateway::router(server));
     tonic::service::Routes::from(router)
 }
 

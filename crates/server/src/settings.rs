@@ -140,7 +140,10 @@ mod tests {
     fn go_durations() {
         assert_eq!(parse_go_duration("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1h1m1.5s"), Some(Duration::from_secs_f64(3661.5)));
+        assert_eq!(
+            parse_go_duration("1h1m1.5s"),
+            Some(Duration::from_secs_f64(3661.5))
+        );
         assert_eq!(parse_go_duration("10"), None);
         assert_eq!(parse_go_duration("0s"), None);
     }

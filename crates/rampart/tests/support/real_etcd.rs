@@ -109,4 +109,3 @@ pub fn mask_after(line: &str, marker: &str, stop: impl Fn(char) -> bool + Copy) 
     out.push_str(rest);
     out
 }
-

@@ -50,9 +50,12 @@ async fn metrics(State(server): State<Arc<EtcdServer>>) -> impl IntoResponse {
          # HELP etcd_server_proposals_committed_total The total number of consensus proposals committed.\n\
          # TYPE etcd_server_proposals_committed_total gauge\netcd_server_proposals_committed_total {}\n\
          # HELP etcd_server_proposals_applied_total The total number of consensus proposals applied.\n\
-         # TYPE etcd_server_proposals_applied_total gauge\netcd_server_proposals_applied_total {}\n",
+         # TYPE etcd_server_proposals_applied_total gauge\netcd_server_proposals_applied_total {}\n\
+         # HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n\
+         # TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{}\"}} 1\n",
         status.commit_index(),
         server.applied_index(),
+        server.version,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -95,6 +95,13 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Resolves once the stream's reader is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
 impl Inbox {
     /// The responses in order, releasing their bytes from the budget as they are taken.
     pub fn into_stream(self) -> impl Stream<Item = WatchResponse> + Send + 'static {

@@ -10,8 +10,8 @@ use rampart_lease::MAX_LEASE_TTL;
 use rampart_proto::etcdserverpb::lease_server::Lease;
 use rampart_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use rampart_proto::internal::raft_request::Request as Op;
 use tokio::sync::mpsc;
@@ -36,6 +36,39 @@ impl LeaseService {
 
 fn unexpected(kind: &str) -> Status {
     Status::internal(format!("etcdserver: unexpected response type for {kind}"))
+}
+
+/// Serves one keep-alive stream: each request renews its lease (used by the gRPC service and by
+/// the JSON gateway).
+pub fn serve_keep_alive_stream<S>(
+    server: Arc<EtcdServer>,
+    mut incoming: S,
+) -> impl Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static
+where
+    S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
+    tokio::spawn(async move {
+        while let Some(next) = incoming.next().await {
+            let Ok(req) = next else { break };
+            let reply = match server.lease_renew(req.id).await {
+                Ok(ttl) => {
+                    let revision = server.applier.read().expect("applier").current_revision();
+                    Ok(LeaseKeepAliveResponse {
+                        header: Some(server.header(revision)),
+                        id: req.id,
+                        ttl,
+                    })
+                }
+                Err(status) => Err(status),
+            };
+            let failed = reply.is_err();
+            if tx.send(reply).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 type KeepAliveStream =
@@ -89,40 +122,15 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<tonic::Response<Self::LeaseKeepAliveStream>, Status> {
-        let mut incoming = request.into_inner();
-        let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
-        let server = self.server.clone();
-        tokio::spawn(async move {
-            while let Some(next) = incoming.next().await {
-                let Ok(req) = next else { break };
-                let reply = match server.lease_renew(req.id).await {
-                    Ok(ttl) => {
-                        let revision = server.applier.read().expect("applier").current_revision();
-                        Ok(LeaseKeepAliveResponse {
-                            header: Some(server.header(revision)),
-                            id: req.id,
-                            ttl,
-                        })
-                    }
-                    Err(status) => Err(status),
-                };
-                let failed = reply.is_err();
-                if tx.send(reply).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))
+        let responses = serve_keep_alive_stream(self.server.clone(), request.into_inner());
+        Ok(tonic::Response::new(Box::pin(responses)))
     }
 
     async fn lease_time_to_live(
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<tonic::Response<LeaseTimeToLiveResponse>, Status> {
-        let resp = self
-            .server
-            .lease_time_to_live(request.into_inner())
-            .await?;
+        let resp = self.server.lease_time_to_live(request.into_inner()).await?;
         Ok(tonic::Response::new(resp))
     }
 
@@ -137,7 +145,12 @@ impl Lease for LeaseService {
             .into_iter()
             .map(|id| LeaseStatus { id })
             .collect();
-        let revision = self.server.applier.read().expect("applier").current_revision();
+        let revision = self
+            .server
+            .applier
+            .read()
+            .expect("applier")
+            .current_revision();
         Ok(tonic::Response::new(LeaseLeasesResponse {
             header: Some(self.server.header(revision)),
             leases,

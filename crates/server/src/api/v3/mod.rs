@@ -4,8 +4,8 @@
 pub mod cluster;
 pub mod kv;
 pub mod lease;
-pub mod watch;
 pub mod maintenance;
+pub mod watch;
 
 use rampart_apply::ApplyError;
 use tonic::Status;

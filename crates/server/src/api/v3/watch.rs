@@ -37,6 +37,90 @@ impl Drop for StreamGuard {
     }
 }
 
+/// Serves one watch stream: requests from `incoming`, responses on the returned stream (used by
+/// the gRPC service and by the JSON gateway).
+pub fn serve_watch_stream<S>(
+    server: &EtcdServer,
+    mut incoming: S,
+) -> impl Stream<Item = Result<WatchResponse, Status>> + Send + 'static
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+{
+    let hub = server.watch_hub.clone();
+    let (stream, outbox, rx) = hub.open_stream();
+    let max_request_bytes = server.limits.max_request_bytes;
+    tokio::spawn(async move {
+        let _guard = StreamGuard {
+            hub: hub.clone(),
+            stream,
+        };
+        loop {
+            let req = match incoming.next().await {
+                Some(Ok(req)) => req,
+                // The client closed its side: as etcd, keep delivering until it goes away.
+                None => {
+                    outbox.closed().await;
+                    break;
+                }
+                Some(Err(_)) => break,
+            };
+            if prost::Message::encoded_len(&req) > max_request_bytes {
+                break;
+            }
+            let reply = match req.request_union {
+                Some(RequestUnion::CreateRequest(create)) => {
+                    let (reply, created) = match hub.create(stream, &create) {
+                        Ok((id, revision)) => (
+                            WatchResponse {
+                                header: Some(hub.header(revision)),
+                                watch_id: id,
+                                created: true,
+                                ..Default::default()
+                            },
+                            Some(id),
+                        ),
+                        Err(refused) => (
+                            WatchResponse {
+                                header: Some(hub.header(hub.revision())),
+                                watch_id: -1,
+                                created: true,
+                                canceled: true,
+                                cancel_reason: refused.0.to_string(),
+                                ..Default::default()
+                            },
+                            None,
+                        ),
+                    };
+                    if outbox.send(reply).await.is_err() {
+                        break;
+                    }
+                    if let Some(id) = created {
+                        hub.activate(stream, id);
+                    }
+                    continue;
+                }
+                Some(RequestUnion::CancelRequest(cancel)) => {
+                    if !hub.cancel(stream, cancel.watch_id) {
+                        continue;
+                    }
+                    WatchResponse {
+                        header: Some(hub.header(hub.revision())),
+                        watch_id: cancel.watch_id,
+                        canceled: true,
+                        ..Default::default()
+                    }
+                }
+                Some(RequestUnion::ProgressRequest(_)) => hub.progress(stream),
+                None => continue,
+            };
+            if outbox.send(reply).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx.into_stream().map(Ok)
+}
+
 #[tonic::async_trait]
 impl Watch for WatchService {
     type WatchStream = WatchStream;
@@ -45,71 +129,7 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<tonic::Response<Self::WatchStream>, Status> {
-        let mut incoming = request.into_inner();
-        let hub = self.server.watch_hub.clone();
-        let (stream, outbox, rx) = hub.open_stream();
-        let max_request_bytes = self.server.limits.max_request_bytes;
-        tokio::spawn(async move {
-            let _guard = StreamGuard {
-                hub: hub.clone(),
-                stream,
-            };
-            while let Some(Ok(req)) = incoming.next().await {
-                if prost::Message::encoded_len(&req) > max_request_bytes {
-                    break;
-                }
-                let reply = match req.request_union {
-                    Some(RequestUnion::CreateRequest(create)) => {
-                        let (reply, created) = match hub.create(stream, &create) {
-                            Ok((id, revision)) => (
-                                WatchResponse {
-                                    header: Some(hub.header(revision)),
-                                    watch_id: id,
-                                    created: true,
-                                    ..Default::default()
-                                },
-                                Some(id),
-                            ),
-                            Err(refused) => (
-                                WatchResponse {
-                                    header: Some(hub.header(hub.revision())),
-                                    watch_id: -1,
-                                    created: true,
-                                    canceled: true,
-                                    cancel_reason: refused.0.to_string(),
-                                    ..Default::default()
-                                },
-                                None,
-                            ),
-                        };
-                        if outbox.send(reply).await.is_err() {
-                            break;
-                        }
-                        if let Some(id) = created {
-                            hub.activate(stream, id);
-                        }
-                        continue;
-                    }
-                    Some(RequestUnion::CancelRequest(cancel)) => {
-                        if !hub.cancel(stream, cancel.watch_id) {
-                            continue;
-                        }
-                        WatchResponse {
-                            header: Some(hub.header(hub.revision())),
-                            watch_id: cancel.watch_id,
-                            canceled: true,
-                            ..Default::default()
-                        }
-                    }
-                    Some(RequestUnion::ProgressRequest(_)) => hub.progress(stream),
-                    None => continue,
-                };
-                if outbox.send(reply).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let responses = rx.into_stream().map(Ok);
+        let responses = serve_watch_stream(&self.server, request.into_inner());
         Ok(tonic::Response::new(Box::pin(responses)))
     }
 }
