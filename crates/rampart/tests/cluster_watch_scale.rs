@@ -189,11 +189,11 @@ async fn cluster_ten_thousand_watchers_get_every_event_and_a_stalled_reader_stay
     // A stream with 100 watchers whose reader stops; 20 MiB of writes go past it.
     let (_stalled_tx, mut stalled) = open_stream(watch_channel.clone(), 100).await;
     let rss_before = resident_kib(pid);
-    let big = burst(write_channel.clone(), 20_000, 1024).await;
+    let big = burst(write_channel.clone(), 5_000, 4096).await;
     let rss_after = resident_kib(pid);
     let growth_mib = rss_after.saturating_sub(rss_before) / 1024;
     println!(
-        "stalled reader: RSS {} MiB before, {} MiB after 20000 x 1 KiB writes (+{growth_mib} MiB); \
+        "stalled reader: RSS {} MiB before, {} MiB after 5000 x 4 KiB writes (+{growth_mib} MiB); \
          unbounded buffering would hold about 100 x 20 MiB",
         rss_before / 1024,
         rss_after / 1024
