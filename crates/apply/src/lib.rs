@@ -8,6 +8,7 @@
 mod error;
 mod kv;
 mod lease;
+pub mod v2;
 pub mod validate;
 
 use std::path::Path;
@@ -37,6 +38,10 @@ pub enum Response {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    /// A v2 write: the event, or etcd's v2 error (both are answers, not failures).
+    V2(Result<rampart_v2store::Event, rampart_v2store::V2Error>),
+    /// Applied with nothing to report (member attributes).
+    Done,
 }
 
 /// One applied request: who waits for it, what it returned, what changed.
@@ -70,6 +75,7 @@ impl LeaseTable for Lessor {
 pub struct Applier {
     store: Store,
     lessor: Arc<Lessor>,
+    v2: v2::SharedV2Store,
 }
 
 impl Applier {
@@ -84,15 +90,23 @@ impl Applier {
         let applier = Applier {
             store: Store::open(path)?,
             lessor,
+            v2: Default::default(),
         };
-        applier.load_leases()?;
+        applier.load_side_tables()?;
         Ok(applier)
     }
 
-    fn load_leases(&self) -> Result<(), MvccError> {
+    /// Loads the leases and the v2 key space from the backend.
+    fn load_side_tables(&self) -> Result<(), MvccError> {
         let view = self.store.read()?;
         self.lessor.load(&view.leases()?, view.lease_attachments()?);
+        *self.v2.lock().expect("v2 store") = v2::load(&view)?;
         Ok(())
+    }
+
+    /// The v2 key space (reads lock it briefly; only the applier writes it).
+    pub fn v2_store(&self) -> &v2::SharedV2Store {
+        &self.v2
     }
 
     pub fn lessor(&self) -> &Arc<Lessor> {
@@ -178,6 +192,11 @@ impl Applier {
                     lease::expire(&mut batch, &self.lessor, &e.ids, &mut events)
                         .map(Response::LeaseRevoke)
                 }
+                Some(Request::V2(r)) => Ok(Response::V2(v2::apply(&mut batch, &self.v2, r)?)),
+                Some(Request::MemberAttributes(_)) => {
+                    v2::bump(&mut batch, &self.v2);
+                    Ok(Response::Done)
+                }
                 Some(other) => Err(ApplyError::Unsupported(request_name(other))),
                 None => Err(ApplyError::Unsupported("empty request")),
             };
@@ -217,7 +236,7 @@ impl Applier {
     /// Replaces the store with a leader's snapshot.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
         self.store.restore(bytes)?;
-        self.load_leases()
+        self.load_side_tables()
     }
 }
 
@@ -233,5 +252,6 @@ fn request_name(r: &Request) -> &'static str {
         Request::Alarm(_) => "alarm",
         Request::LeaseExpired(_) => "lease expiry",
         Request::MemberAttributes(_) => "member attributes",
+        Request::V2(_) => "v2",
     }
 }

@@ -71,7 +71,7 @@ pub const FLAGS: &[Flag] = &[
     boolean("pre-vote", "false", true),
     text("auto-compaction-retention", "0", false),
     text("auto-compaction-mode", "periodic", false),
-    boolean("enable-v2", "false", false),
+    boolean("enable-v2", "false", true),
     text("cert-file", "", true),
     text("key-file", "", true),
     boolean("client-cert-auth", "false", true),

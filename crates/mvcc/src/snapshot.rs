@@ -5,7 +5,7 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::store::{Store, KV, LEASES, META, REVS};
+use crate::store::{Store, KV, LEASES, META, REVS, V2};
 use crate::MvccError;
 
 const MAGIC: &[u8; 8] = b"RMPSNAP1";
@@ -14,6 +14,7 @@ const TABLE_KV: u8 = 1;
 const TABLE_REVS: u8 = 2;
 const TABLE_META: u8 = 3;
 const TABLE_LEASES: u8 = 4;
+const TABLE_V2: u8 = 5;
 
 fn put_record(out: &mut Vec<u8>, table: u8, key: &[u8], value: &[u8]) {
     out.push(table);
@@ -66,6 +67,11 @@ impl Store {
                 &ttl.value().to_le_bytes(),
             );
         }
+        let v2 = txn.open_table(V2).map_err(|e| err(&e))?;
+        for item in v2.iter().map_err(|e| err(&e))? {
+            let (path, node) = item.map_err(|e| err(&e))?;
+            put_record(&mut out, TABLE_V2, path.value().as_bytes(), node.value());
+        }
         out.push(END);
         let sum = crc32c::crc32c(&out);
         out.extend_from_slice(&sum.to_le_bytes());
@@ -94,6 +100,7 @@ impl Store {
                 let mut revs = txn.open_table(REVS).map_err(|e| err(&e))?;
                 let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
                 let mut leases = txn.open_table(LEASES).map_err(|e| err(&e))?;
+                let mut v2 = txn.open_table(V2).map_err(|e| err(&e))?;
                 let mut at = MAGIC.len();
                 loop {
                     let table = *body.get(at).ok_or_else(|| bad("truncated"))?;
@@ -122,6 +129,10 @@ impl Store {
                             let id = i64::from_be_bytes(key.try_into().expect("8"));
                             let ttl = i64::from_le_bytes(value.try_into().expect("8"));
                             leases.insert(id, ttl).map_err(|e| err(&e))?;
+                        }
+                        TABLE_V2 => {
+                            let path = std::str::from_utf8(key).map_err(|_| bad("v2 path"))?;
+                            v2.insert(path, value).map_err(|e| err(&e))?;
                         }
                         _ => return Err(bad("unknown record")),
                     }

@@ -14,10 +14,13 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 /// Granted leases: lease ID → TTL in seconds (the keys attached to a lease are the live keys
 /// whose version names it, so they need no table of their own).
 pub(crate) const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
+/// etcd's v2 key space (kept apart from v3 keys, as in etcd 3.4): path → encoded node.
+pub(crate) const V2: TableDefinition<&str, &[u8]> = TableDefinition::new("v2");
 
 pub(crate) const META_CURRENT_REV: &str = "current_revision";
 pub(crate) const META_COMPACT_REV: &str = "compact_revision";
 pub(crate) const META_CONSISTENT_INDEX: &str = "consistent_index";
+pub(crate) const META_V2_INDEX: &str = "v2_index";
 
 /// Revisions and the applied index, as of one transaction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub struct Meta {
     pub current_revision: i64,
     pub compact_revision: i64,
     pub consistent_index: u64,
+    /// The v2 key space's index (etcd's `X-Etcd-Index`).
+    pub v2_index: u64,
 }
 
 pub struct Store {
@@ -71,6 +76,8 @@ impl Store {
                 .map_err(|e| MvccError::backend(path, e))?;
             txn.open_table(LEASES)
                 .map_err(|e| MvccError::backend(path, e))?;
+            txn.open_table(V2)
+                .map_err(|e| MvccError::backend(path, e))?;
         }
         txn.commit().map_err(|e| MvccError::backend(path, e))?;
         Ok(store)
@@ -92,10 +99,12 @@ impl Store {
         let meta_table = txn.open_table(META).map_err(err)?;
         let meta = read_meta(&meta_table).map_err(|e| MvccError::backend(&self.path, e))?;
         let leases = txn.open_table(LEASES).map_err(err)?;
+        let v2 = txn.open_table(V2).map_err(err)?;
         Ok(ReadView {
             kv,
             revs,
             leases,
+            v2,
             meta,
             path: self.path.clone(),
         })
@@ -131,6 +140,7 @@ pub(crate) fn read_meta(
         current_revision: (get(META_CURRENT_REV)? as i64).max(1),
         compact_revision: get(META_COMPACT_REV)? as i64,
         consistent_index: get(META_CONSISTENT_INDEX)?,
+        v2_index: get(META_V2_INDEX)?,
     })
 }
 
@@ -139,6 +149,7 @@ pub struct ReadView {
     kv: redb::ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
     revs: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
     leases: redb::ReadOnlyTable<i64, i64>,
+    v2: redb::ReadOnlyTable<&'static str, &'static [u8]>,
     meta: Meta,
     path: PathBuf,
 }
@@ -281,6 +292,17 @@ impl ReadView {
         for item in self.leases.iter().map_err(err)? {
             let (id, ttl) = item.map_err(err)?;
             out.push((id.value(), ttl.value()));
+        }
+        Ok(out)
+    }
+
+    /// Every v2 node: (path, encoded node), by path.
+    pub fn v2_nodes(&self) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
+        let err = |e: redb::StorageError| MvccError::backend(&self.path, e);
+        let mut out = Vec::new();
+        for item in self.v2.iter().map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
     }

@@ -8,7 +8,7 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 use crate::codec::Version;
 use crate::store::{
     check_revision, range_at, read_meta, Meta, RangeResult, Store, KV, LEASES, META,
-    META_COMPACT_REV, META_CONSISTENT_INDEX, META_CURRENT_REV, REVS,
+    META_COMPACT_REV, META_CONSISTENT_INDEX, META_CURRENT_REV, META_V2_INDEX, REVS, V2,
 };
 use crate::{range_bounds, MvccError};
 
@@ -183,6 +183,23 @@ impl WriteBatch {
         Ok(existed)
     }
 
+    /// Stores a v2 node (encoded by the caller).
+    pub fn v2_put(&mut self, path: &str, node: &[u8]) -> Result<(), MvccError> {
+        let mut t = self.txn.open_table(V2).map_err(|e| self.err(e))?;
+        t.insert(path, node).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn v2_remove(&mut self, path: &str) -> Result<(), MvccError> {
+        let mut t = self.txn.open_table(V2).map_err(|e| self.err(e))?;
+        t.remove(path).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_v2_index(&mut self, index: u64) {
+        self.meta.v2_index = index;
+    }
+
     /// Ends the current request: if it wrote, the pending revision becomes current.
     pub fn end_request(&mut self) {
         if self.sub > 0 {
@@ -261,6 +278,8 @@ impl WriteBatch {
             meta.insert(META_COMPACT_REV, self.meta.compact_revision as u64)
                 .map_err(|e| MvccError::backend(&self.path, e))?;
             meta.insert(META_CONSISTENT_INDEX, consistent_index)
+                .map_err(|e| MvccError::backend(&self.path, e))?;
+            meta.insert(META_V2_INDEX, self.meta.v2_index)
                 .map_err(|e| MvccError::backend(&self.path, e))?;
         }
         self.txn

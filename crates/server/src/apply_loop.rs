@@ -111,8 +111,9 @@ impl ApplyLoop {
             let request = RaftRequest::decode(entry.data.as_ref())
                 .map_err(|e| format!("entry {}: cannot decode: {e}", entry.index))?;
             if let Some(raft_request::Request::MemberAttributes(attrs)) = &request.request {
+                // Membership lives beside the store; the applier still sees the entry, since
+                // etcd counts it in the v2 index.
                 self.publish(attrs.member_id, &attrs.name, &attrs.client_urls)?;
-                continue;
             }
             requests.push((entry.index, request));
         }

@@ -231,6 +231,7 @@ pub async fn run_lease_expiry(server: Arc<EtcdServer>) {
     loop {
         tick.tick().await;
         server.sync_lease_role();
+        sync_v2_clock(&server).await;
         let ids = server.lessor.expired(MAX_EXPIRED_PER_PROPOSAL);
         if ids.is_empty() {
             continue;
@@ -242,6 +243,40 @@ pub async fn run_lease_expiry(server: Arc<EtcdServer>) {
         {
             tracing::debug!(error = %status.message(), "revocation of expired leases will be retried");
         }
+    }
+}
+
+/// On the leader, while some v2 key has a TTL: proposes the leader's clock, at which every member
+/// removes the v2 keys that are due (etcd's SYNC).
+async fn sync_v2_clock(server: &EtcdServer) {
+    if !server.raft.status().is_leader() {
+        return;
+    }
+    let expiring = server
+        .applier
+        .read()
+        .expect("applier")
+        .v2_store()
+        .lock()
+        .expect("v2 store")
+        .has_expiring();
+    if !expiring {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let sync = rampart_proto::internal::V2Request {
+        method: "SYNC".into(),
+        now_unix_nanos: now,
+        ..Default::default()
+    };
+    if let Err(status) = server
+        .propose_without_waiting(raft_request::Request::V2(sync))
+        .await
+    {
+        tracing::debug!(error = %status.message(), "v2 clock sync will be retried");
     }
 }
 

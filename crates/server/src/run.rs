@@ -56,10 +56,6 @@ impl RunningServer {
 
 /// Starts a member and returns once its listeners are serving.
 pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError> {
-    tracing::info!(
-        cluster_version = crate::ETCD_CLUSTER_VERSION,
-        "enabled capabilities for version 3.4"
-    );
     let boot = {
         let settings = settings.clone();
         tokio::task::spawn_blocking(move || bootstrap(&settings))
@@ -210,13 +206,38 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         ),
         None => None,
     };
-    for raw in &settings.listen_client_urls {
-        let url = parse_listen_url(raw)?;
-        let tls = tls_for(&url, raw, client_tls.clone(), "client")?;
-        let listener = bind(&url).await?;
-        let incoming = TlsIncoming::new(listener, tls);
+    // Printed once this member has published itself, as etcd does (tools wait for the line).
+    let mut ready_lines = Vec::new();
+    let client_urls = settings
+        .listen_client_urls
+        .iter()
+        .map(|raw| parse_listen_url(raw).map(|u| (raw, u)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, (raw, url)) in client_urls.iter().enumerate() {
+        // An http:// and an https:// URL on one address share a listener (as etcd's).
+        let plain_twin = client_urls
+            .iter()
+            .any(|(_, other)| other.addr == url.addr && other.tls != url.tls);
+        if plain_twin && !url.tls {
+            continue;
+        }
+        if client_urls[..i]
+            .iter()
+            .any(|(_, other)| other.addr == url.addr && other.tls == url.tls)
+        {
+            continue;
+        }
+        let tls = tls_for(url, raw, client_tls.clone(), "client")?;
+        let listener = bind(url).await?;
+        let incoming = match (plain_twin, tls) {
+            (true, Some(tls)) => TlsIncoming::new_either(listener, tls),
+            (_, tls) => TlsIncoming::new(listener, tls),
+        };
+        if plain_twin {
+            ready_lines.push((url.addr.to_string(), false));
+        }
         let max_message = settings.max_request_bytes + GRPC_OVERHEAD_BYTES;
-        let routes = client_routes(server.clone(), max_message);
+        let routes = client_routes(server.clone(), max_message, settings.enable_v2);
         tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .accept_http1(true)
@@ -227,21 +248,14 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
                 tracing::error!(error = %e, "client listener stopped");
             }
         }));
-        if url.tls {
-            tracing::info!(address = %url.addr, "ready to serve client requests");
-        } else {
-            tracing::warn!(
-                address = %url.addr,
-                "ready to serve client requests; serving insecure client requests on {}, this is strongly discouraged!",
-                url.addr
-            );
-        }
+        ready_lines.push((url.addr.to_string(), url.tls));
     }
 
     tasks.push(tokio::spawn(publish_attributes(
         server.clone(),
         settings.name.clone(),
         settings.advertise_client_urls.clone(),
+        ready_lines,
     )));
     Ok(RunningServer { server, tasks })
 }
@@ -284,7 +298,11 @@ fn peer_client_tls(opts: &TlsOptions) -> Result<ClientTls, ServerError> {
     .map_err(|e| ServerError::Tls(format!("peer TLS (client side): {e}")))
 }
 
-fn client_routes(server: Arc<EtcdServer>, max_message: usize) -> tonic::service::Routes {
+fn client_routes(
+    server: Arc<EtcdServer>,
+    max_message: usize,
+    enable_v2: bool,
+) -> tonic::service::Routes {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     drop(health_reporter);
     let grpc = tonic::service::Routes::new(
@@ -310,16 +328,24 @@ fn client_routes(server: Arc<EtcdServer>, max_message: usize) -> tonic::service:
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(health_service);
-    let router = grpc
+    let mut router = grpc
         .into_axum_router()
         .merge(crate::api::http::router(server.clone()))
-        .merge(crate::api::gateway::router(server));
+        .merge(crate::api::gateway::router(server.clone()));
+    if enable_v2 {
+        router = router.merge(crate::api::v2::router(server));
+    }
     tonic::service::Routes::from(router)
 }
 
 /// Publishes this member's name and client URLs through Raft (etcd does the same at start), so
 /// `member list` on any member shows them.
-async fn publish_attributes(server: Arc<EtcdServer>, name: String, client_urls: Vec<String>) {
+async fn publish_attributes(
+    server: Arc<EtcdServer>,
+    name: String,
+    client_urls: Vec<String>,
+    ready_lines: Vec<(String, bool)>,
+) {
     let attrs = MemberAttributes {
         member_id: server.member_id,
         name,
@@ -347,6 +373,22 @@ async fn publish_attributes(server: Arc<EtcdServer>, name: String, client_urls: 
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while tokio::time::Instant::now() < deadline {
             if published(&server) {
+                // etcd logs this once the cluster version is agreed, after start-up; tools
+                // (etcd's own e2e suite among them) take any of these lines as "ready".
+                tracing::info!(
+                    cluster_version = crate::ETCD_CLUSTER_VERSION,
+                    "enabled capabilities for version 3.4"
+                );
+                for (address, tls) in &ready_lines {
+                    if *tls {
+                        tracing::info!(address = %address, "ready to serve client requests");
+                    } else {
+                        tracing::warn!(
+                            address = %address,
+                            "ready to serve client requests; serving insecure client requests on {address}, this is strongly discouraged!"
+                        );
+                    }
+                }
                 return;
             }
             tokio::time::sleep(PUBLISH_RETRY / 4).await;

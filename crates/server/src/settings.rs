@@ -37,6 +37,8 @@ pub struct ServerSettings {
     /// How often watchers that asked for progress notifications get one
     /// (`--experimental-watch-progress-notify-interval`, 10 minutes as etcd's).
     pub watch_progress_notify_interval: Duration,
+    /// Serve etcd's v2 API (`--enable-v2`).
+    pub enable_v2: bool,
 }
 
 impl ServerSettings {
@@ -95,6 +97,7 @@ pub fn from_config(c: &rampart_config::ServerConfig) -> Result<ServerSettings, c
             })?,
             None => DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
         },
+        enable_v2: c.enable_v2,
     })
 }
 

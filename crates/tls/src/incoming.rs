@@ -124,16 +124,38 @@ pub struct TlsIncoming {
     inner: ReceiverStream<Result<Conn, std::io::Error>>,
 }
 
+/// What a listener accepts.
+#[derive(Clone)]
+enum Accept {
+    Plain,
+    Tls(ServerTls),
+    /// Both on one port (an `http://` and an `https://` listen URL with the same address, as
+    /// etcd allows): a connection whose first byte starts a TLS handshake gets TLS.
+    Either(ServerTls),
+}
+
 impl TlsIncoming {
     /// Starts accepting on `listener` (needs a Tokio runtime).
     pub fn new(listener: TcpListener, tls: Option<ServerTls>) -> TlsIncoming {
+        TlsIncoming::start(listener, tls.map_or(Accept::Plain, Accept::Tls))
+    }
+
+    /// Accepts TLS and plaintext connections on the same port.
+    pub fn new_either(listener: TcpListener, tls: ServerTls) -> TlsIncoming {
+        TlsIncoming::start(listener, Accept::Either(tls))
+    }
+
+    fn start(listener: TcpListener, accept: Accept) -> TlsIncoming {
         let (tx, rx) = mpsc::channel(READY_QUEUE);
-        tokio::spawn(accept_loop(listener, tls, tx));
+        tokio::spawn(accept_loop(listener, accept, tx));
         TlsIncoming {
             inner: ReceiverStream::new(rx),
         }
     }
 }
+
+/// The first byte of every TLS connection (a handshake record).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 impl tokio_stream::Stream for TlsIncoming {
     type Item = Result<Conn, std::io::Error>;
@@ -145,7 +167,7 @@ impl tokio_stream::Stream for TlsIncoming {
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<ServerTls>,
+    accept: Accept,
     ready: mpsc::Sender<Result<Conn, std::io::Error>>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
@@ -163,31 +185,43 @@ async fn accept_loop(
             return;
         }
         let _ = tcp.set_nodelay(true);
-        match &tls {
-            None => {
-                if ready.send(Ok(Conn::Plain(tcp))).await.is_err() {
-                    return;
-                }
+        if let Accept::Plain = accept {
+            if ready.send(Ok(Conn::Plain(tcp))).await.is_err() {
+                return;
             }
-            Some(tls) => {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let tls = tls.clone();
-                let ready = ready.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = ready.send(Ok(Conn::Tls(Box::new(stream)))).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(remote = %addr, error = %e, "rejected connection: TLS handshake failed");
-                        }
-                        Err(_) => tracing::debug!(remote = %addr, "TLS handshake timed out"),
-                    }
-                });
-            }
+            continue;
         }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let accept = accept.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match accept {
+                Accept::Plain => unreachable!("handled above"),
+                Accept::Tls(tls) => tls,
+                Accept::Either(tls) => {
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+                        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => tls,
+                        Ok(Ok(1)) => {
+                            let _ = ready.send(Ok(Conn::Plain(tcp))).await;
+                            return;
+                        }
+                        _ => return,
+                    }
+                }
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = ready.send(Ok(Conn::Tls(Box::new(stream)))).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(remote = %addr, error = %e, "rejected connection: TLS handshake failed");
+                }
+                Err(_) => tracing::debug!(remote = %addr, "TLS handshake timed out"),
+            }
+        });
     }
 }

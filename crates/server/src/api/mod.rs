@@ -3,4 +3,5 @@
 
 pub mod gateway;
 pub mod http;
+pub mod v2;
 pub mod v3;
