@@ -45,6 +45,11 @@ tests=(
   TestV3CurlPutGetClientTLS TestV3CurlWatch TestV3CurlTxn TestV3CurlCipherSuitesValid
   TestV3Curl_MaxStreams_BelowLimit_NoTLS_Small TestV3Curl_MaxStreams_BelowLimit_NoTLS_Medium
   TestV3Curl_MaxStreams_BelowLimit_TLS_Small TestV3Curl_MaxStreams_BelowLimit_TLS_Medium
+  # v2 API (issue 8)
+  TestCtlV2Set TestCtlV2SetQuorum TestCtlV2SetClientTLS TestCtlV2SetPeerTLS TestCtlV2SetTLS
+  TestCtlV2Mk TestCtlV2MkQuorum TestCtlV2MkTLS TestCtlV2Rm TestCtlV2RmTLS
+  TestCtlV2Ls TestCtlV2LsQuorum TestCtlV2LsTLS TestCtlV2Watch TestCtlV2WatchTLS TestCtlV2ClusterHealth
+  TestV2CurlNoTLS TestV2CurlAutoTLS TestV2CurlAllTLS TestV2CurlPeerTLS TestV2CurlClientTLS TestV2CurlClientBoth
 )
 regex="^($(IFS='|'; echo "${tests[*]}"))\$"
 exec bash ../shared/conformance/etcd-e2e.sh --server "$server" --run "$regex" --timeout 15m

@@ -136,7 +136,20 @@ impl V2Store {
     }
 
     fn err(&self, code: u32, cause: &str) -> V2Error {
+        if code == KEY_NOT_FOUND && cause.starts_with('/') {
+            // etcd names the first missing path element, walking down from the root.
+            return V2Error::new(code, self.first_missing(cause), self.index);
+        }
         V2Error::new(code, cause, self.index)
+    }
+
+    fn first_missing<'a>(&self, path: &'a str) -> &'a str {
+        for (i, c) in path.char_indices().skip(1) {
+            if c == '/' && !self.nodes.contains_key(&path[..i]) {
+                return &path[..i];
+            }
+        }
+        path
     }
 
     /// Makes the parent directories of `path` (at `index`), failing if one is a file.

@@ -16,6 +16,11 @@ pub struct RealEtcd {
 
 impl RealEtcd {
     pub fn start(cluster: &Cluster) -> RealEtcd {
+        RealEtcd::start_with(cluster, &[])
+    }
+
+    /// With extra etcd flags (e.g. `--enable-v2`).
+    pub fn start_with(cluster: &Cluster, extra: &[&str]) -> RealEtcd {
         assert!(
             std::path::Path::new("/usr/bin/etcd").exists(),
             "/usr/bin/etcd is missing: install Debian's etcd-server (scripts/test.sh does)"
@@ -36,6 +41,7 @@ impl RealEtcd {
             .arg(format!("--key-file={}", pki.file("member-key.pem")))
             .arg(format!("--trusted-ca-file={}", pki.file("ca.pem")))
             .arg("--client-cert-auth")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
