@@ -35,6 +35,8 @@ enum Command {
     },
     /// Start a secure local 3-member cluster with its own CA (Ctrl-C stops it).
     Up(commands::up::UpArgs),
+    /// Proxy clients to a cluster: clients know one address and one certificate.
+    Proxy(commands::proxy::ProxyArgs),
 }
 
 /// The tool this process was invoked as, from the file name of argv[0].
@@ -60,5 +62,6 @@ fn main() -> ExitCode {
         Command::Pki(pki) => commands::pki::run(pki),
         Command::Server { args } => commands::server::run(args),
         Command::Up(up) => commands::up::run(up),
+        Command::Proxy(p) => commands::proxy::run_grpc_proxy(p),
     }
 }

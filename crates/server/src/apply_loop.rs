@@ -151,7 +151,7 @@ impl ApplyLoop {
             tracing::info!(
                 member = format!("{member:x}"),
                 name,
-                "member published its client URLs"
+                "member announced its client URLs"
             );
         }
         Ok(())

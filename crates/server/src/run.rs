@@ -185,11 +185,13 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         let listener = bind(&url).await?;
         let service = PeerService::new(cluster_id, raft.clone()).into_server();
         let lease_forward = LeaseForwardService::new(server.clone());
+        let peer_info = crate::api::v3::cluster::PeerInfoService::new(server.clone());
         let incoming = TlsIncoming::new(listener, tls);
         tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(service)
                 .add_service(lease_forward)
+                .add_service(peer_info)
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = result {

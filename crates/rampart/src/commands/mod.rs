@@ -3,5 +3,6 @@
 pub mod cfssl;
 pub mod etcd_ca;
 pub mod pki;
+pub mod proxy;
 pub mod server;
 pub mod up;

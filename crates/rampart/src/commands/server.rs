@@ -3,8 +3,26 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-/// Runs a member with etcd-style arguments (without argv[0]) until SIGINT/SIGTERM.
+use clap::Parser as _;
+
+/// Runs a member with etcd-style arguments (without argv[0]) until SIGINT/SIGTERM; etcd's
+/// `grpc-proxy start` and `gateway start` subcommands run the proxy and the gateway.
 pub fn run(args: Vec<OsString>) -> ExitCode {
+    match args.first().and_then(|a| a.to_str()) {
+        Some("grpc-proxy") => {
+            let rest = args.iter().skip(2).cloned();
+            let argv = std::iter::once(OsString::from("etcd grpc-proxy start")).chain(rest);
+            return match crate::commands::proxy::ProxyArgs::try_parse_from(argv) {
+                Ok(a) => crate::commands::proxy::run_grpc_proxy(a),
+                Err(e) => {
+                    let _ = e.print();
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some("gateway") => return crate::commands::proxy::run_gateway(args[1..].to_vec()),
+        _ => {}
+    }
     let env = |name: &str| std::env::var(name).ok();
     let parsed = match rampart_config::parse(&args, &env) {
         Ok(p) => p,
@@ -24,6 +42,9 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     crate::logging::init(&parsed.config.log_level, &parsed.config.log_outputs);
     for warning in &parsed.warnings {
         tracing::warn!("{warning}");
+    }
+    if matches!(parsed.config.proxy.as_str(), "on" | "readonly") {
+        return crate::commands::proxy::run_from_server_config(&parsed.config);
     }
     let settings = match rampart_server::settings::from_config(&parsed.config) {
         Ok(s) => s,
@@ -58,7 +79,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

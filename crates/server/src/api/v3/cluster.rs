@@ -83,3 +83,29 @@ impl Cluster for ClusterService {
         Err(self.membership_changes_unavailable("member promote"))
     }
 }
+
+/// The member list on the peer port, for a proxy that knows only peer URLs (etcd's
+/// `--proxy on`), authenticated by the peer TLS settings.
+pub struct PeerInfoService {
+    cluster: ClusterService,
+}
+
+impl PeerInfoService {
+    pub fn new(
+        server: Arc<EtcdServer>,
+    ) -> rampart_proto::peer::peer_info_server::PeerInfoServer<PeerInfoService> {
+        rampart_proto::peer::peer_info_server::PeerInfoServer::new(PeerInfoService {
+            cluster: ClusterService::new(server),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl rampart_proto::peer::peer_info_server::PeerInfo for PeerInfoService {
+    async fn members(
+        &self,
+        request: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        self.cluster.member_list(request).await
+    }
+}

@@ -1,0 +1,145 @@
+//! The proxy: clients know one address (and one certificate); the proxy knows the cluster.
+//!
+//! Owns: the client-facing listener (TLS, optional mutual TLS), finding the members (from client
+//! URLs, or from peer URLs by asking a member over the peer port, as etcd's `--proxy on` does)
+//! and keeping that list current, and forwarding every request — gRPC (all v3 services and
+//! streams) and plain HTTP (v2 keys, `/health`, the JSON gateway) — to a healthy member over
+//! TLS. Also the L4 `gateway` (etcd's `etcd gateway start`).
+//! Does not own: the meaning of any request (members answer them).
+
+mod forward;
+pub mod gateway;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_tls::{ClientTls, ServerTls, TlsIncoming};
+use tokio::task::JoinHandle;
+
+pub use upstream::{Discovery, Upstreams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// How the proxy runs.
+pub struct ProxySettings {
+    /// Client-facing listen URLs (`http://` or `https://`).
+    pub listen_urls: Vec<String>,
+    /// TLS of the client-facing listener (required for `https://` URLs).
+    pub server_tls: Option<rampart_tls::TlsOptions>,
+    /// Where the members are found.
+    pub discovery: Discovery,
+    /// TLS towards the members (client certificate, CA).
+    pub upstream_tls: Option<rampart_tls::ClientTlsOptions>,
+    /// How often the member list is refreshed (etcd's `--proxy-refresh-interval`, 30 s).
+    pub refresh_interval: Duration,
+}
+
+pub struct RunningProxy {
+    pub upstreams: Arc<Upstreams>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    pub fn shutdown(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn listen_addr(raw: &str) -> Result<(std::net::SocketAddr, bool), ProxyError> {
+    let u = url::Url::parse(raw)
+        .map_err(|e| ProxyError::Config(format!("invalid listen URL {raw:?}: {e}")))?;
+    let tls = match u.scheme() {
+        "https" => true,
+        "http" => false,
+        other => {
+            return Err(ProxyError::Config(format!(
+                "listen URL {raw:?}: scheme {other} is not served (use http or https)"
+            )))
+        }
+    };
+    let host = u.host_str().unwrap_or("127.0.0.1");
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = u
+        .port()
+        .ok_or_else(|| ProxyError::Config(format!("listen URL {raw:?} has no port")))?;
+    let ip: std::net::IpAddr = host.parse().map_err(|_| {
+        ProxyError::Config(format!(
+            "listen URL {raw:?}: host must be an IP address or localhost"
+        ))
+    })?;
+    Ok((std::net::SocketAddr::new(ip, port), tls))
+}
+
+/// Starts the proxy; returns once it listens.
+pub async fn run(settings: ProxySettings) -> Result<RunningProxy, ProxyError> {
+    let upstream_tls = match &settings.upstream_tls {
+        Some(o) => {
+            Some(Arc::new(ClientTls::new(o.clone()).map_err(|e| {
+                ProxyError::Tls(format!("upstream TLS: {e}"))
+            })?))
+        }
+        None => None,
+    };
+    let upstreams = Arc::new(Upstreams::new(settings.discovery.clone(), upstream_tls));
+    upstreams.refresh().await;
+    let mut tasks = vec![tokio::spawn(
+        upstreams.clone().run(settings.refresh_interval),
+    )];
+    let server_tls = match &settings.server_tls {
+        Some(o) => Some(
+            ServerTls::new(o.clone()).map_err(|e| ProxyError::Tls(format!("client TLS: {e}")))?,
+        ),
+        None => None,
+    };
+    for raw in &settings.listen_urls {
+        let (addr, tls) = listen_addr(raw)?;
+        let tls = match (tls, &server_tls) {
+            (true, Some(t)) => Some(t.clone()),
+            (true, None) => {
+                return Err(ProxyError::Config(format!(
+                    "{raw} is an https URL but no certificate is configured: pass --cert-file and --key-file"
+                )))
+            }
+            (false, _) => None,
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let incoming = TlsIncoming::new(listener, tls);
+        let routes = forward::routes(upstreams.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder()
+                .accept_http1(true)
+                .add_routes(routes)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!(error = %e, "proxy listener stopped");
+            }
+        }));
+        tracing::info!(address = %addr, "ready to proxy client requests");
+    }
+    Ok(RunningProxy { upstreams, tasks })
+}

@@ -1,0 +1,220 @@
+//! `rampart proxy` (also `etcd grpc-proxy start`), `etcd --proxy on` (seed 000's command line)
+//! and `etcd gateway start`: run the proxy or the L4 gateway until SIGINT/SIGTERM.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rampart_proxy::{Discovery, ProxySettings};
+
+/// Flags of `rampart proxy`, named as etcd's grpc-proxy's.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rampart proxy",
+    about = "Proxy clients to a cluster: one address, one certificate"
+)]
+pub struct ProxyArgs {
+    /// Address to serve clients on (host:port); TLS when --cert-file is given.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:23790",
+        env = "ETCD_GRPC_PROXY_LISTEN_ADDR"
+    )]
+    pub listen_addr: String,
+    /// Client URLs of the members, comma-separated.
+    #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Client certificate towards the members.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// CA of the members' certificates.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// The proxy's own certificate for clients.
+    #[arg(long)]
+    pub cert_file: Option<PathBuf>,
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// CA of client certificates (turns on mutual TLS with --client-cert-auth).
+    #[arg(long)]
+    pub trusted_ca_file: Option<PathBuf>,
+    #[arg(long)]
+    pub client_cert_auth: bool,
+    /// Accepted for etcd compatibility; the proxy's metrics are served on its own port.
+    #[arg(long)]
+    pub advertise_client_url: Option<String>,
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    #[arg(long)]
+    pub resolver_prefix: Option<String>,
+    #[arg(long)]
+    pub resolver_ttl: Option<String>,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    #[arg(long)]
+    pub enable_pprof: bool,
+    #[arg(long)]
+    pub debug: bool,
+}
+
+fn with_scheme(endpoint: &str, tls: bool) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else if tls {
+        format!("https://{endpoint}")
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
+    crate::logging::init("info", &["stderr".to_string()]);
+    if args.namespace.is_some() {
+        eprintln!("--namespace is not supported by rampart's proxy yet");
+        return ExitCode::from(1);
+    }
+    let upstream_tls = args.cacert.is_some() || args.cert.is_some();
+    let client_tls = args.cert_file.is_some();
+    let settings = ProxySettings {
+        listen_urls: vec![with_scheme(&args.listen_addr, client_tls)],
+        server_tls: args.cert_file.clone().map(|cert| rampart_tls::TlsOptions {
+            cert_file: Some(cert),
+            key_file: args.key_file.clone(),
+            trusted_ca_file: args.trusted_ca_file.clone(),
+            client_cert_auth: args.client_cert_auth,
+            ..Default::default()
+        }),
+        discovery: Discovery::Endpoints(
+            args.endpoints
+                .iter()
+                .map(|e| with_scheme(e, upstream_tls))
+                .collect(),
+        ),
+        upstream_tls: upstream_tls.then(|| rampart_tls::ClientTlsOptions {
+            trusted_ca_file: args.cacert.clone(),
+            cert_file: args.cert.clone(),
+            key_file: args.key.clone(),
+            server_name_override: None,
+            insecure_skip_verify: false,
+        }),
+        refresh_interval: Duration::from_secs(30),
+    };
+    serve(settings)
+}
+
+/// `etcd --proxy on|readonly`: the client side from the client flags, the members from
+/// `--initial-cluster` (peer URLs) with the peer certificate.
+pub fn run_from_server_config(config: &rampart_config::ServerConfig) -> ExitCode {
+    let settings = match rampart_server::settings::from_config(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let peer_urls: Vec<String> = config
+        .initial_cluster
+        .iter()
+        .flat_map(|(_, urls)| urls.clone())
+        .collect();
+    if peer_urls.is_empty() {
+        eprintln!("--proxy on needs --initial-cluster: the members' peer URLs");
+        return ExitCode::from(1);
+    }
+    let refresh = config
+        .values
+        .get("proxy-refresh-interval")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(30_000);
+    let proxy = ProxySettings {
+        listen_urls: settings.listen_client_urls.clone(),
+        server_tls: settings.client_tls.clone(),
+        discovery: Discovery::PeerUrls(peer_urls),
+        upstream_tls: settings
+            .peer_tls
+            .as_ref()
+            .map(|p| rampart_tls::ClientTlsOptions {
+                trusted_ca_file: p.trusted_ca_file.clone(),
+                cert_file: p.cert_file.clone(),
+                key_file: p.key_file.clone(),
+                server_name_override: None,
+                insecure_skip_verify: false,
+            }),
+        refresh_interval: Duration::from_millis(refresh.max(1000)),
+    };
+    serve(proxy)
+}
+
+fn serve(settings: ProxySettings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match rampart_proxy::run(settings).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        };
+        crate::commands::server::wait_for_signal().await;
+        running.shutdown();
+        ExitCode::SUCCESS
+    })
+}
+
+/// `etcd gateway start --endpoints=... --listen-addr=...`.
+pub fn run_gateway(args: Vec<OsString>) -> ExitCode {
+    crate::logging::init("info", &["stderr".to_string()]);
+    let mut endpoints = vec!["127.0.0.1:2379".to_string()];
+    let mut listen = "127.0.0.1:23790".to_string();
+    let mut it = args.into_iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = it.next() {
+        let (name, value) = match a.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        let mut value = || value.clone().or_else(|| it.next()).unwrap_or_default();
+        match name.trim_start_matches('-') {
+            "endpoints" => endpoints = value().split(',').map(str::to_string).collect(),
+            "listen-addr" => listen = value(),
+            "start" => {}
+            other => tracing::warn!("gateway: flag --{other} is accepted and ignored"),
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cannot listen on {listen}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(address = %listen, "ready to proxy client requests");
+        let task = tokio::spawn(rampart_proxy::gateway::run(listener, endpoints));
+        crate::commands::server::wait_for_signal().await;
+        task.abort();
+        ExitCode::SUCCESS
+    })
+}
