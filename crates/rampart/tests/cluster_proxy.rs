@@ -145,6 +145,27 @@ fn cluster_proxy_seed_000_clients_know_only_the_proxy() {
     }
     assert!(text.ends_with("cluster is healthy\n"), "{text}");
 
+    // The proxy refuses clients without a certificate and with one from another CA.
+    let bare = Command::new(etcdctl_bin())
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", proxy.url))
+        .arg(format!("--cacert={}", cluster.pki.file("ca.pem")))
+        .args(["--dial-timeout=2s", "--command-timeout=3s", "get", "via"])
+        .output()
+        .unwrap();
+    assert!(!bare.status.success(), "a client without a certificate got through");
+    let other = support::Pki::new(&dir.path().join("other-ca"));
+    let foreign = Command::new(etcdctl_bin())
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", proxy.url))
+        .arg(format!("--cacert={}", cluster.pki.file("ca.pem")))
+        .arg(format!("--cert={}", other.file("client.pem")))
+        .arg(format!("--key={}", other.file("client-key.pem")))
+        .args(["--dial-timeout=2s", "--command-timeout=3s", "get", "via"])
+        .output()
+        .unwrap();
+    assert!(!foreign.status.success(), "a client certificate from another CA got through");
+
     // A member dies: the proxy sends requests to the others.
     cluster.kill(0);
     let deadline = Instant::now() + Duration::from_secs(15);
