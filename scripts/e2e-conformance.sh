@@ -50,6 +50,14 @@ tests=(
   TestCtlV2Mk TestCtlV2MkQuorum TestCtlV2MkTLS TestCtlV2Rm TestCtlV2RmTLS
   TestCtlV2Ls TestCtlV2LsQuorum TestCtlV2LsTLS TestCtlV2Watch TestCtlV2WatchTLS TestCtlV2ClusterHealth
   TestV2CurlNoTLS TestV2CurlAutoTLS TestV2CurlAllTLS TestV2CurlPeerTLS TestV2CurlClientTLS TestV2CurlClientBoth
+  # Membership changes
+  TestCtlV3MemberRemove TestCtlV3MemberRemoveNoTLS TestCtlV3MemberRemoveClientTLS TestCtlV3MemberRemoveClientAutoTLS
+  TestCtlV3MemberRemovePeerTLS TestCtlV3MemberAdd TestCtlV3MemberAddNoTLS TestCtlV3MemberAddClientTLS
+  TestCtlV3MemberAddClientAutoTLS TestCtlV3MemberAddPeerTLS TestCtlV3MemberAddForLearner
+  TestCtlV3MemberUpdate TestCtlV3MemberUpdateNoTLS TestCtlV3MemberUpdateClientTLS TestCtlV3MemberUpdateClientAutoTLS
+  TestCtlV3MemberUpdatePeerTLS
+  # Gateway and proxy (issue 6)
+  TestGateway TestGrpcproxyAndListenCipherSuite
 )
 regex="^($(IFS='|'; echo "${tests[*]}"))\$"
 exec bash ../shared/conformance/etcd-e2e.sh --server "$server" --run "$regex" --timeout 15m

@@ -193,7 +193,9 @@ impl Applier {
                         .map(Response::LeaseRevoke)
                 }
                 Some(Request::V2(r)) => Ok(Response::V2(v2::apply(&mut batch, &self.v2, r)?)),
-                Some(Request::MemberAttributes(_)) => {
+                Some(Request::MemberAttributes(_)) | Some(Request::MemberUpdate(_)) => {
+                    // Membership lives beside the store (the apply loop keeps it); etcd counts
+                    // these writes in the v2 index.
                     v2::bump(&mut batch, &self.v2);
                     Ok(Response::Done)
                 }
@@ -253,5 +255,6 @@ fn request_name(r: &Request) -> &'static str {
         Request::LeaseExpired(_) => "lease expiry",
         Request::MemberAttributes(_) => "member attributes",
         Request::V2(_) => "v2",
+        Request::MemberUpdate(_) => "member update",
     }
 }

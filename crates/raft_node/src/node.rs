@@ -100,6 +100,10 @@ enum NodeMsg {
         data: Vec<u8>,
         accepted: oneshot::Sender<Result<(), NodeError>>,
     },
+    ProposeConfChange {
+        change: ConfChange,
+        accepted: oneshot::Sender<Result<(), NodeError>>,
+    },
     ReadIndex {
         index: oneshot::Sender<Result<u64, NodeError>>,
     },
@@ -138,6 +142,13 @@ impl RaftHandle {
     pub async fn propose(&self, data: Vec<u8>) -> Result<(), NodeError> {
         let (accepted, rx) = oneshot::channel();
         self.send(NodeMsg::Propose { data, accepted })?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Proposes a membership change (its context tells the state machine who joins or leaves).
+    pub async fn propose_conf_change(&self, change: ConfChange) -> Result<(), NodeError> {
+        let (accepted, rx) = oneshot::channel();
+        self.send(NodeMsg::ProposeConfChange { change, accepted })?;
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
@@ -315,6 +326,14 @@ impl RaftLoop {
         match msg {
             NodeMsg::Propose { data, accepted } => {
                 let result = self.node.propose(vec![], data).map_err(NodeError::from);
+                let _ = accepted.send(result);
+            }
+            NodeMsg::ProposeConfChange { change, accepted } => {
+                let context = change.context.to_vec();
+                let result = self
+                    .node
+                    .propose_conf_change(context, change)
+                    .map_err(NodeError::from);
                 let _ = accepted.send(result);
             }
             NodeMsg::ReadIndex { index } => self.pending_reads.push(index),

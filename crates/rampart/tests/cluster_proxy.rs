@@ -153,7 +153,10 @@ fn cluster_proxy_seed_000_clients_know_only_the_proxy() {
         .args(["--dial-timeout=2s", "--command-timeout=3s", "get", "via"])
         .output()
         .unwrap();
-    assert!(!bare.status.success(), "a client without a certificate got through");
+    assert!(
+        !bare.status.success(),
+        "a client without a certificate got through"
+    );
     let other = support::Pki::new(&dir.path().join("other-ca"));
     let foreign = Command::new(etcdctl_bin())
         .env("ETCDCTL_API", "3")
@@ -164,7 +167,10 @@ fn cluster_proxy_seed_000_clients_know_only_the_proxy() {
         .args(["--dial-timeout=2s", "--command-timeout=3s", "get", "via"])
         .output()
         .unwrap();
-    assert!(!foreign.status.success(), "a client certificate from another CA got through");
+    assert!(
+        !foreign.status.success(),
+        "a client certificate from another CA got through"
+    );
 
     // A member dies: the proxy sends requests to the others.
     cluster.kill(0);

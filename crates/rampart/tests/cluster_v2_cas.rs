@@ -28,7 +28,12 @@ fn channel(cluster: &Cluster, member: usize) -> Channel {
 }
 
 /// One HTTP request over the member's HTTP/2 connection; returns (status, JSON body).
-async fn call(channel: &Channel, method: &str, uri: &str, form: Option<String>) -> (u16, serde_json::Value) {
+async fn call(
+    channel: &Channel,
+    method: &str,
+    uri: &str,
+    form: Option<String>,
+) -> (u16, serde_json::Value) {
     let mut builder = http::Request::builder().method(method).uri(uri);
     if form.is_some() {
         builder = builder.header("content-type", "application/x-www-form-urlencoded");
@@ -36,17 +41,30 @@ async fn call(channel: &Channel, method: &str, uri: &str, form: Option<String>) 
     let body = tonic::body::Body::new(http_body_util::Full::new(tonic::codegen::Bytes::from(
         form.unwrap_or_default(),
     )));
-    let resp = channel.clone().oneshot(builder.body(body).unwrap()).await.unwrap();
+    let resp = channel
+        .clone()
+        .oneshot(builder.body(body).unwrap())
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_v2_compare_and_swap_never_loses_an_increment() {
     let cluster = Cluster::start_with(3, &["--enable-v2"], &[]);
     let channels: Vec<Channel> = (0..3).map(|i| channel(&cluster, i)).collect();
-    let (status, _) = call(&channels[0], "PUT", "/v2/keys/counter", Some("value=0".into())).await;
+    let (status, _) = call(
+        &channels[0],
+        "PUT",
+        "/v2/keys/counter",
+        Some("value=0".into()),
+    )
+    .await;
     assert_eq!(status, 200);
 
     let mut tasks = Vec::new();
@@ -93,5 +111,8 @@ async fn cluster_v2_compare_and_swap_never_loses_an_increment() {
             "an increment was lost"
         );
     }
-    println!("{} increments by {CLIENTS} clients, {conflicts} compare failures retried", CLIENTS * INCREMENTS);
+    println!(
+        "{} increments by {CLIENTS} clients, {conflicts} compare failures retried",
+        CLIENTS * INCREMENTS
+    );
 }

@@ -29,6 +29,8 @@ pub struct ApplyLoop {
     pub snapshot_count: u64,
     pub local_member: u64,
     pub watch_hub: Arc<WatchHub>,
+    /// Peer connections follow membership changes.
+    pub transport: Arc<rampart_raft_node::transport::PeerTransport>,
     /// How much longer than their TTL leases live when this member becomes leader.
     pub lease_extend: std::time::Duration,
 }
@@ -105,11 +107,27 @@ impl ApplyLoop {
     fn apply(&self, entries: &[Entry], durability: Durability) -> Result<(), String> {
         let mut requests = Vec::with_capacity(entries.len());
         for entry in entries {
+            if entry.get_entry_type() == EntryType::EntryConfChange && !entry.data.is_empty() {
+                self.apply_conf_change(entry)?;
+                continue;
+            }
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue;
             }
             let request = RaftRequest::decode(entry.data.as_ref())
                 .map_err(|e| format!("entry {}: cannot decode: {e}", entry.index))?;
+            if let Some(raft_request::Request::MemberUpdate(update)) = &request.request {
+                if self
+                    .membership
+                    .update_peer_urls(update.member_id, &update.peer_urls)
+                    .map_err(|e| e.to_string())?
+                    && update.member_id != self.local_member
+                {
+                    self.transport.remove_peer(update.member_id);
+                    self.transport
+                        .add_peer(update.member_id, update.peer_urls.clone());
+                }
+            }
             if let Some(raft_request::Request::MemberAttributes(attrs)) = &request.request {
                 // Membership lives beside the store; the applier still sees the entry, since
                 // etcd counts it in the v2 index.
@@ -132,6 +150,64 @@ impl ApplyLoop {
             self.waiters.trigger(a.id, a.result);
         }
         self.watch_hub.notify(&events, revision);
+        Ok(())
+    }
+
+    /// A committed membership change (Raft itself already applied it to its configuration).
+    fn apply_conf_change(&self, entry: &Entry) -> Result<(), String> {
+        use raft::eraftpb::{ConfChange, ConfChangeType};
+        use rampart_proto::internal::ConfChangeContext;
+        let change: ConfChange = protobuf::Message::parse_from_bytes(&entry.data)
+            .map_err(|e| format!("entry {}: bad conf change: {e}", entry.index))?;
+        let context = ConfChangeContext::decode(change.context.as_ref())
+            .map_err(|e| format!("entry {}: bad conf change context: {e}", entry.index))?;
+        let id = change.node_id;
+        match change.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                let learner = change.get_change_type() == ConfChangeType::AddLearnerNode;
+                let member = match (self.membership.get(id), &context.member) {
+                    (Some(mut existing), _) => {
+                        existing.is_learner = learner;
+                        existing
+                    }
+                    (None, Some(m)) => crate::membership::Member {
+                        id,
+                        name: m.name.clone(),
+                        peer_urls: m.peer_ur_ls.clone(),
+                        client_urls: m.client_ur_ls.clone(),
+                        is_learner: learner,
+                    },
+                    (None, None) => {
+                        return Err(format!("entry {}: member without context", entry.index))
+                    }
+                };
+                let new = self.membership.get(id).is_none();
+                self.membership
+                    .add(member.clone())
+                    .map_err(|e| e.to_string())?;
+                if new && id != self.local_member {
+                    self.transport.add_peer(id, member.peer_urls.clone());
+                }
+                tracing::info!(member = format!("{id:x}"), peer_urls = ?member.peer_urls, learner, "added member");
+            }
+            ConfChangeType::RemoveNode => {
+                self.membership.remove(id).map_err(|e| e.to_string())?;
+                if id == self.local_member {
+                    tracing::warn!(
+                        "the member has been permanently removed from the cluster; stopping"
+                    );
+                    std::thread::spawn(|| {
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                        std::process::exit(0);
+                    });
+                } else {
+                    self.transport.remove_peer(id);
+                }
+                tracing::info!(member = format!("{id:x}"), "removed member");
+            }
+        }
+        self.waiters
+            .trigger(context.request_id, Ok(rampart_apply::Response::Done));
         Ok(())
     }
 

@@ -91,7 +91,23 @@ pub fn initial_members(settings: &ServerSettings) -> Vec<Member> {
         .collect()
 }
 
-pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError> {
+/// What the existing members said about the cluster a new member joins
+/// (`--initial-cluster-state=existing` after `member add`).
+#[derive(Debug, Clone)]
+pub struct JoinInfo {
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+}
+
+/// Whether this member has no log yet and is to join a running cluster.
+pub fn joins_existing_cluster(settings: &ServerSettings) -> bool {
+    !settings.initial_cluster_state_new && !Wal::exists(&DataDir::new(settings).wal)
+}
+
+pub fn bootstrap(
+    settings: &ServerSettings,
+    join: Option<JoinInfo>,
+) -> Result<Bootstrapped, ServerError> {
     let dirs = DataDir::new(settings);
     let io = |what: &str, p: &Path| {
         let p = p.to_path_buf();
@@ -136,7 +152,13 @@ pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError>
         let last_snapshot_index = contents.snapshot.as_ref().map(|s| s.index).unwrap_or(0);
         // Without a snapshot in the WAL, the voters are the bootstrap members.
         let mut conf_state = ConfState::default();
-        conf_state.voters = membership.ids();
+        for m in membership.members() {
+            if m.is_learner {
+                conf_state.learners.push(m.id);
+            } else {
+                conf_state.voters.push(m.id);
+            }
+        }
         let storage = recover_storage(contents, Some(conf_state))?;
         tracing::info!(
             member_id = format!("{member_id:x}"),
@@ -156,12 +178,7 @@ pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError>
     }
 
     if !settings.initial_cluster_state_new {
-        return Err(ServerError::Config(format!(
-            "--initial-cluster-state=existing needs a member added with `member add` first, which rampart \
-             does not support yet; start all members with --initial-cluster-state=new and an empty data dir \
-             ({} has no WAL)",
-            dirs.wal.display()
-        )));
+        return join_cluster(settings, &dirs, join);
     }
     let Some(member_id) = flag_member else {
         return Err(ServerError::Config(format!(
@@ -199,6 +216,83 @@ pub fn bootstrap(settings: &ServerSettings) -> Result<Bootstrapped, ServerError>
         storage,
         applier,
         fresh: true,
+        last_snapshot_index: 0,
+    })
+}
+
+/// A new member of a running cluster: the member list comes from the existing members (this
+/// member must have been added with `member add`), the log from the leader.
+fn join_cluster(
+    settings: &ServerSettings,
+    dirs: &DataDir,
+    join: Option<JoinInfo>,
+) -> Result<Bootstrapped, ServerError> {
+    let Some(join) = join else {
+        return Err(ServerError::Config(
+            "--initial-cluster-state=existing: no member in --initial-cluster answered with the member list; \
+             start this member once the cluster runs and its peer URLs are reachable"
+                .to_string(),
+        ));
+    };
+    let mut own = settings.initial_advertise_peer_urls.clone();
+    own.sort();
+    let Some(me) = join.members.iter().find(|m| {
+        let mut urls = m.peer_urls.clone();
+        urls.sort();
+        urls == own
+    }) else {
+        return Err(ServerError::Config(format!(
+            "no member with peer URLs {} has been added to cluster {:x}: run `etcdctl member add {} --peer-urls={}` first",
+            own.join(","),
+            join.cluster_id,
+            settings.name,
+            own.join(",")
+        )));
+    };
+    let member_id = me.id;
+    let mut members = join.members.clone();
+    for m in &mut members {
+        if m.id == member_id {
+            m.name = settings.name.clone();
+        }
+    }
+    if std::fs::metadata(dirs.db()).is_ok() {
+        return Err(ServerError::Config(format!(
+            "member {member_id:x} has already been bootstrapped: {} exists without a WAL; remove the data dir {} \
+             to start this member anew",
+            dirs.db().display(),
+            settings.data_dir.display()
+        )));
+    }
+    let membership = Membership::new(join.cluster_id, members.clone(), dirs.cluster_file());
+    membership.save()?;
+    create_private_dir(&dirs.wal)
+        .map_err(|e| ServerError::io(format!("cannot create {}", dirs.wal.display()), e))?;
+    let wal = Wal::create(&dirs.wal, &encode_metadata(member_id, join.cluster_id))?;
+    let applier = open_applier(dirs, settings)?;
+    let mut conf_state = ConfState::default();
+    for m in &members {
+        if m.is_learner {
+            conf_state.learners.push(m.id);
+        } else {
+            conf_state.voters.push(m.id);
+        }
+    }
+    let storage = RaftStorage::recover(None, Default::default(), &[], Some(conf_state))
+        .map_err(|e| ServerError::Storage(format!("cannot set up the raft log: {e}")))?;
+    tracing::info!(
+        member_id = format!("{member_id:x}"),
+        cluster_id = format!("{:x}", join.cluster_id),
+        members = members.len(),
+        "joining an existing cluster"
+    );
+    Ok(Bootstrapped {
+        member_id,
+        membership,
+        wal,
+        storage,
+        applier,
+        fresh: false,
         last_snapshot_index: 0,
     })
 }

@@ -160,6 +160,37 @@ impl EtcdServer {
         }
     }
 
+    /// Proposes a membership change for `member` and waits until this member applied it.
+    pub async fn propose_membership(
+        &self,
+        change_type: raft::eraftpb::ConfChangeType,
+        member: rampart_proto::etcdserverpb::Member,
+    ) -> Result<(), Status> {
+        let id = self.ids.next();
+        let context = rampart_proto::internal::ConfChangeContext {
+            member: Some(member.clone()),
+            request_id: id,
+        };
+        let mut change = raft::eraftpb::ConfChange::default();
+        change.set_change_type(change_type);
+        change.node_id = member.id;
+        change.context = context.encode_to_vec().into();
+        let applied = self.waiters.register(id);
+        if let Err(e) = self.raft.propose_conf_change(change).await {
+            self.waiters.forget(id);
+            return Err(errors::node_status(&e));
+        }
+        match tokio::time::timeout(self.request_timeout, applied).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(apply_error))) => Err(crate::api::v3::apply_status(&apply_error)),
+            Ok(Err(_)) => Err(Status::unavailable(errors::text::STOPPED)),
+            Err(_) => {
+                self.waiters.forget(id);
+                Err(errors::timeout())
+            }
+        }
+    }
+
     /// Appends `request` to the Raft log without waiting for it to be applied (for requests whose
     /// effect the caller observes some other way).
     pub async fn propose_without_waiting(

@@ -126,6 +126,54 @@ impl Membership {
         Ok(changed)
     }
 
+    /// Adds (or replaces) a member; saved before returning.
+    pub fn add(&self, member: Member) -> Result<(), ServerError> {
+        self.members
+            .write()
+            .expect("members")
+            .insert(member.id, member);
+        self.save()
+    }
+
+    /// Removes a member; false if it was not there.
+    pub fn remove(&self, id: u64) -> Result<bool, ServerError> {
+        let removed = self.members.write().expect("members").remove(&id).is_some();
+        if removed {
+            self.save()?;
+        }
+        Ok(removed)
+    }
+
+    /// Sets a member's peer URLs; false if there is no such member.
+    pub fn update_peer_urls(&self, id: u64, peer_urls: &[String]) -> Result<bool, ServerError> {
+        let found = match self.members.write().expect("members").get_mut(&id) {
+            Some(m) => {
+                m.peer_urls = peer_urls.to_vec();
+                true
+            }
+            None => false,
+        };
+        if found {
+            self.save()?;
+        }
+        Ok(found)
+    }
+
+    /// Makes a learner a voting member.
+    pub fn promote(&self, id: u64) -> Result<bool, ServerError> {
+        let found = match self.members.write().expect("members").get_mut(&id) {
+            Some(m) => {
+                m.is_learner = false;
+                true
+            }
+            None => false,
+        };
+        if found {
+            self.save()?;
+        }
+        Ok(found)
+    }
+
     /// Writes the list atomically (temp file, fsync, rename).
     pub fn save(&self) -> Result<(), ServerError> {
         let content = ClusterFile {

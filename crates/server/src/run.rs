@@ -56,18 +56,6 @@ impl RunningServer {
 
 /// Starts a member and returns once its listeners are serving.
 pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError> {
-    let boot = {
-        let settings = settings.clone();
-        tokio::task::spawn_blocking(move || bootstrap(&settings))
-            .await
-            .map_err(|e| ServerError::Storage(format!("bootstrap task failed: {e}")))??
-    };
-    let member_id = boot.member_id;
-    let membership = Arc::new(boot.membership);
-    let cluster_id = membership.cluster_id();
-    let applied_index = boot.applier.consistent_index();
-    let applier = Arc::new(RwLock::new(boot.applier));
-
     // Auto TLS makes its certificate once, here, so the listener and the dialer share it.
     let peer_tls_options = match &settings.peer_tls {
         Some(opts) => Some(
@@ -92,6 +80,22 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
             rampart_tls::connect_channel_lazy(url, tls.as_deref()).map_err(|e| e.to_string())
         })
     };
+    let join = if crate::bootstrap::joins_existing_cluster(&settings) {
+        fetch_cluster(&settings, &connect).await
+    } else {
+        None
+    };
+    let boot = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || bootstrap(&settings, join))
+            .await
+            .map_err(|e| ServerError::Storage(format!("bootstrap task failed: {e}")))??
+    };
+    let member_id = boot.member_id;
+    let membership = Arc::new(boot.membership);
+    let cluster_id = membership.cluster_id();
+    let applied_index = boot.applier.consistent_index();
+    let applier = Arc::new(RwLock::new(boot.applier));
     let snapshot_source: SnapshotSource = {
         let applier = applier.clone();
         Arc::new(move || {
@@ -151,6 +155,7 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         local_member: member_id,
         watch_hub: watch_hub.clone(),
         lease_extend: settings.election_timeout,
+        transport: transport.clone(),
     };
     let last_snapshot = boot.last_snapshot_index;
     std::thread::Builder::new()
@@ -260,6 +265,49 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         ready_lines,
     )));
     Ok(RunningServer { server, tasks })
+}
+
+/// Asks the other members in `--initial-cluster` for the member list (over the peer port), for a
+/// member joining a running cluster.
+async fn fetch_cluster(
+    settings: &ServerSettings,
+    connect: &PeerConnector,
+) -> Option<crate::bootstrap::JoinInfo> {
+    use rampart_proto::etcdserverpb::MemberListRequest;
+    use rampart_proto::peer::peer_info_client::PeerInfoClient;
+    let own = &settings.initial_advertise_peer_urls;
+    for (_, urls) in &settings.initial_cluster {
+        for url in urls.iter().filter(|u| !own.contains(u)) {
+            let Ok(channel) = connect(url) else { continue };
+            let asked = tokio::time::timeout(
+                Duration::from_secs(3),
+                PeerInfoClient::new(channel).members(MemberListRequest::default()),
+            )
+            .await;
+            let Ok(Ok(resp)) = asked else {
+                tracing::warn!(url = %url, "cannot get the member list from this peer");
+                continue;
+            };
+            let resp = resp.into_inner();
+            let cluster_id = resp.header.map(|h| h.cluster_id).unwrap_or(0);
+            let members = resp
+                .members
+                .into_iter()
+                .map(|m| crate::membership::Member {
+                    id: m.id,
+                    name: m.name,
+                    peer_urls: m.peer_ur_ls,
+                    client_urls: m.client_ur_ls,
+                    is_learner: m.is_learner,
+                })
+                .collect();
+            return Some(crate::bootstrap::JoinInfo {
+                cluster_id,
+                members,
+            });
+        }
+    }
+    None
 }
 
 fn tls_for(

@@ -117,6 +117,8 @@ pub struct Member {
     pub data_dir: PathBuf,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// Joins a running cluster (`--initial-cluster-state=existing`) instead of bootstrapping one.
+    pub joins: bool,
 }
 
 /// A 3-member (or n-member) cluster of `rampart server` processes with client and peer mTLS.
@@ -127,10 +129,32 @@ pub struct Cluster {
     /// Extra server flags and environment for every member.
     pub extra_args: Vec<String>,
     pub extra_env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
+    /// Describes one more member (fresh ports, not started) that will join the running cluster;
+    /// returns its index. Add it with `member add` before starting it.
+    pub fn new_joining_member(&mut self) -> usize {
+        let i = self.members.len();
+        self.members.push(Member {
+            name: format!("m{i}"),
+            client_url: format!("https://127.0.0.1:{}", free_port()),
+            peer_url: format!("https://127.0.0.1:{}", free_port()),
+            data_dir: self.dir.path().join(format!("m{i}.data")),
+            child: None,
+            log: self.dir.path().join(format!("m{i}.log")),
+            joins: true,
+        });
+        self.initial_cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        i
+    }
+
     pub fn start(n: usize) -> Cluster {
         Cluster::start_with(n, &[], &[])
     }
@@ -147,6 +171,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("m{i}.data")),
                 child: None,
                 log: dir.path().join(format!("m{i}.log")),
+                joins: false,
             });
         }
         let initial_cluster = members
@@ -163,7 +188,7 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            _dir: dir,
+            dir,
         };
         for i in 0..n {
             cluster.start_member(i);
@@ -200,7 +225,11 @@ impl Cluster {
             .arg(format!("--initial-advertise-peer-urls={}", m.peer_url))
             .arg(format!("--initial-cluster={}", self.initial_cluster))
             .arg("--initial-cluster-token=test-cluster")
-            .arg("--initial-cluster-state=new")
+            .arg(if m.joins {
+                "--initial-cluster-state=existing"
+            } else {
+                "--initial-cluster-state=new"
+            })
             .arg(format!("--cert-file={}", pki.file("member.pem")))
             .arg(format!("--key-file={}", pki.file("member-key.pem")))
             .arg(format!("--trusted-ca-file={}", pki.file("ca.pem")))
