@@ -139,7 +139,7 @@ pub async fn run(settings: ProxySettings) -> Result<RunningProxy, ProxyError> {
                 tracing::error!(error = %e, "proxy listener stopped");
             }
         }));
-        tracing::info!(address = %addr, "ready to proxy client requests");
+        tracing::info!(address = %addr, "ready to proxy client requests; started gRPC proxy");
     }
     Ok(RunningProxy { upstreams, tasks })
 }

@@ -131,7 +131,8 @@ impl Upstreams {
             };
             fresh.push(Member { url, channel });
         }
-        tracing::info!(members = ?fresh.iter().map(|m| &m.url).collect::<Vec<_>>(), "proxy: members");
+        // etcd's v2 proxy logs this line; tools wait for it.
+        tracing::info!(members = ?fresh.iter().map(|m| &m.url).collect::<Vec<_>>(), "httpproxy: endpoints found");
         *members = fresh;
     }
 

@@ -44,6 +44,17 @@ pub struct ProxyArgs {
     pub trusted_ca_file: Option<PathBuf>,
     #[arg(long)]
     pub client_cert_auth: bool,
+    /// CRL of the proxy's clients.
+    #[arg(long)]
+    pub client_crl_file: Option<PathBuf>,
+    /// Serve clients with a self-signed certificate (made in --data-dir).
+    #[arg(long)]
+    pub auto_tls: bool,
+    /// Do not verify the members' certificates (only with --auto-tls members).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+    #[arg(long, default_value = "default.proxy")]
+    pub data_dir: PathBuf,
     /// Accepted for etcd compatibility; the proxy's metrics are served on its own port.
     #[arg(long)]
     pub advertise_client_url: Option<String>,
@@ -77,17 +88,34 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
         eprintln!("--namespace is not supported by rampart's proxy yet");
         return ExitCode::from(1);
     }
-    let upstream_tls = args.cacert.is_some() || args.cert.is_some();
-    let client_tls = args.cert_file.is_some();
-    let settings = ProxySettings {
-        listen_urls: vec![with_scheme(&args.listen_addr, client_tls)],
-        server_tls: args.cert_file.clone().map(|cert| rampart_tls::TlsOptions {
+    let upstream_tls =
+        args.cacert.is_some() || args.cert.is_some() || args.insecure_skip_tls_verify;
+    let client_tls = args.cert_file.is_some() || args.auto_tls;
+    let server_tls = if args.auto_tls && args.cert_file.is_none() {
+        let auto = rampart_tls::TlsOptions {
+            auto_tls_dir: Some(args.data_dir.join("fixtures").join("proxy")),
+            ..Default::default()
+        };
+        match rampart_tls::auto::resolve(auto) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("proxy auto TLS: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        args.cert_file.clone().map(|cert| rampart_tls::TlsOptions {
             cert_file: Some(cert),
             key_file: args.key_file.clone(),
             trusted_ca_file: args.trusted_ca_file.clone(),
             client_cert_auth: args.client_cert_auth,
+            crl_file: args.client_crl_file.clone(),
             ..Default::default()
-        }),
+        })
+    };
+    let settings = ProxySettings {
+        listen_urls: vec![with_scheme(&args.listen_addr, client_tls)],
+        server_tls,
         discovery: Discovery::Endpoints(
             args.endpoints
                 .iter()
@@ -99,7 +127,7 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
             cert_file: args.cert.clone(),
             key_file: args.key.clone(),
             server_name_override: None,
-            insecure_skip_verify: false,
+            insecure_skip_verify: args.insecure_skip_tls_verify,
         }),
         refresh_interval: Duration::from_secs(30),
     };
@@ -125,6 +153,21 @@ pub fn run_from_server_config(config: &rampart_config::ServerConfig) -> ExitCode
         eprintln!("--proxy on needs --initial-cluster: the members' peer URLs");
         return ExitCode::from(1);
     }
+    let resolve =
+        |o: &Option<rampart_tls::TlsOptions>| -> Result<Option<rampart_tls::TlsOptions>, String> {
+            o.clone()
+                .map(rampart_tls::auto::resolve)
+                .transpose()
+                .map_err(|e| e.to_string())
+        };
+    let (client_tls, peer_tls) = match (resolve(&settings.client_tls), resolve(&settings.peer_tls))
+    {
+        (Ok(c), Ok(p)) => (c, p),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("proxy TLS: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let refresh = config
         .values
         .get("proxy-refresh-interval")
@@ -132,18 +175,17 @@ pub fn run_from_server_config(config: &rampart_config::ServerConfig) -> ExitCode
         .unwrap_or(30_000);
     let proxy = ProxySettings {
         listen_urls: settings.listen_client_urls.clone(),
-        server_tls: settings.client_tls.clone(),
+        server_tls: client_tls,
         discovery: Discovery::PeerUrls(peer_urls),
-        upstream_tls: settings
-            .peer_tls
-            .as_ref()
-            .map(|p| rampart_tls::ClientTlsOptions {
-                trusted_ca_file: p.trusted_ca_file.clone(),
-                cert_file: p.cert_file.clone(),
-                key_file: p.key_file.clone(),
-                server_name_override: None,
-                insecure_skip_verify: false,
-            }),
+        upstream_tls: peer_tls.as_ref().map(|p| rampart_tls::ClientTlsOptions {
+            trusted_ca_file: p.trusted_ca_file.clone(),
+            cert_file: p.cert_file.clone(),
+            key_file: p.key_file.clone(),
+            server_name_override: None,
+            // Members with --peer-auto-tls have self-signed certificates; etcd's proxy then
+            // skips verification too.
+            insecure_skip_verify: p.auto_tls_dir.is_some() && p.trusted_ca_file.is_none(),
+        }),
         refresh_interval: Duration::from_millis(refresh.max(1000)),
     };
     serve(proxy)
