@@ -56,6 +56,18 @@ struct Lease {
     revoke_proposed: Option<Instant>,
 }
 
+impl Lease {
+    fn new(ttl: i64, now: Instant, primary: bool) -> Lease {
+        Lease {
+            ttl,
+            expiry: primary.then(|| now + secs(ttl)),
+            keys: BTreeSet::new(),
+            granted_at: now,
+            revoke_proposed: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Table {
     leases: HashMap<i64, Lease>,
@@ -95,19 +107,7 @@ impl Lessor {
         let primary = t.primary;
         t.leases = leases
             .iter()
-            .map(|&(id, ttl)| {
-                let expiry = primary.then(|| now + secs(ttl));
-                (
-                    id,
-                    Lease {
-                        ttl,
-                        expiry,
-                        keys: BTreeSet::new(),
-                        granted_at: now,
-                        revoke_proposed: None,
-                    },
-                )
-            })
+            .map(|&(id, ttl)| (id, Lease::new(ttl, now, primary)))
             .collect();
         for (id, key) in attachments {
             if let Some(l) = t.leases.get_mut(&id) {
@@ -138,18 +138,9 @@ impl Lessor {
         if t.leases.contains_key(&id) {
             return Err(LeaseError::Exists);
         }
-        let now = Instant::now();
-        let expiry = t.primary.then(|| now + secs(ttl));
-        t.leases.insert(
-            id,
-            Lease {
-                ttl,
-                expiry,
-                keys: BTreeSet::new(),
-                granted_at: now,
-                revoke_proposed: None,
-            },
-        );
+        let primary = t.primary;
+        t.leases
+            .insert(id, Lease::new(ttl, Instant::now(), primary));
         Ok(ttl)
     }
 

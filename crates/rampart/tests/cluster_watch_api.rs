@@ -20,15 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 fn channel(cluster: &Cluster, member: usize) -> Channel {
-    let tls = rampart_tls::ClientTls::new(rampart_tls::ClientTlsOptions {
-        trusted_ca_file: Some(cluster.pki.file("ca.pem").into()),
-        cert_file: Some(cluster.pki.file("client.pem").into()),
-        key_file: Some(cluster.pki.file("client-key.pem").into()),
-        server_name_override: None,
-        insecure_skip_verify: false,
-    })
-    .unwrap();
-    rampart_tls::connect_channel_lazy(&cluster.members[member].client_url, Some(&tls)).unwrap()
+    cluster.grpc_channel(member)
 }
 
 struct Stream {

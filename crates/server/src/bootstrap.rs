@@ -151,14 +151,7 @@ pub fn bootstrap(
         let applier = open_applier(&dirs, settings)?;
         let last_snapshot_index = contents.snapshot.as_ref().map(|s| s.index).unwrap_or(0);
         // Without a snapshot in the WAL, the voters are the bootstrap members.
-        let mut conf_state = ConfState::default();
-        for m in membership.members() {
-            if m.is_learner {
-                conf_state.learners.push(m.id);
-            } else {
-                conf_state.voters.push(m.id);
-            }
-        }
+        let conf_state = conf_state_of(&membership.members());
         let storage = recover_storage(contents, Some(conf_state))?;
         tracing::info!(
             member_id = format!("{member_id:x}"),
@@ -199,8 +192,7 @@ pub fn bootstrap(
     create_private_dir(&dirs.wal).map_err(io("cannot create", &dirs.wal))?;
     let wal = Wal::create(&dirs.wal, &encode_metadata(member_id, flag_cluster))?;
     let applier = open_applier(&dirs, settings)?;
-    let mut conf_state = ConfState::default();
-    conf_state.voters = members.iter().map(|m| m.id).collect();
+    let conf_state = conf_state_of(&members);
     let storage = RaftStorage::recover(None, Default::default(), &[], Some(conf_state))
         .map_err(|e| ServerError::Storage(format!("cannot set up the raft log: {e}")))?;
     tracing::info!(
@@ -270,14 +262,7 @@ fn join_cluster(
         .map_err(|e| ServerError::io(format!("cannot create {}", dirs.wal.display()), e))?;
     let wal = Wal::create(&dirs.wal, &encode_metadata(member_id, join.cluster_id))?;
     let applier = open_applier(dirs, settings)?;
-    let mut conf_state = ConfState::default();
-    for m in &members {
-        if m.is_learner {
-            conf_state.learners.push(m.id);
-        } else {
-            conf_state.voters.push(m.id);
-        }
-    }
+    let conf_state = conf_state_of(&members);
     let storage = RaftStorage::recover(None, Default::default(), &[], Some(conf_state))
         .map_err(|e| ServerError::Storage(format!("cannot set up the raft log: {e}")))?;
     tracing::info!(
@@ -295,6 +280,19 @@ fn join_cluster(
         fresh: false,
         last_snapshot_index: 0,
     })
+}
+
+/// Raft's configuration for a member list: voters, and learners apart.
+fn conf_state_of(members: &[Member]) -> ConfState {
+    let mut conf_state = ConfState::default();
+    for m in members {
+        if m.is_learner {
+            conf_state.learners.push(m.id);
+        } else {
+            conf_state.voters.push(m.id);
+        }
+    }
+    conf_state
 }
 
 fn recover_storage(

@@ -126,6 +126,12 @@ impl EtcdServer {
         }
     }
 
+    /// A response header at the store's current revision.
+    pub fn current_header(&self) -> ResponseHeader {
+        let revision = self.applier.read().expect("applier").current_revision();
+        self.header(revision)
+    }
+
     /// Rejects a request whose encoded size is over `--max-request-bytes`.
     pub fn check_size(&self, encoded_len: usize) -> Result<(), Status> {
         if encoded_len > self.limits.max_request_bytes {

@@ -120,8 +120,7 @@ impl EtcdServer {
             ttl: -1,
             ..Default::default()
         });
-        let revision = self.applier.read().expect("applier").current_revision();
-        resp.header = Some(self.header(revision));
+        resp.header = Some(self.current_header());
         Ok(resp)
     }
 

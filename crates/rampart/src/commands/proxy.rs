@@ -192,15 +192,9 @@ pub fn run_from_server_config(config: &rampart_config::ServerConfig) -> ExitCode
 }
 
 fn serve(settings: ProxySettings) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::commands::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let running = match rampart_proxy::run(settings).await {
@@ -235,15 +229,9 @@ pub fn run_gateway(args: Vec<OsString>) -> ExitCode {
             other => tracing::warn!("gateway: flag --{other} is accepted and ignored"),
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::commands::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&listen).await {

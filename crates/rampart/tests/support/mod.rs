@@ -330,6 +330,20 @@ impl Cluster {
         s
     }
 
+    /// A gRPC channel to member `i` with the client certificate (for tests that speak the API
+    /// directly).
+    pub fn grpc_channel(&self, i: usize) -> tonic::transport::Channel {
+        let tls = rampart_tls::ClientTls::new(rampart_tls::ClientTlsOptions {
+            trusted_ca_file: Some(self.pki.file("ca.pem").into()),
+            cert_file: Some(self.pki.file("client.pem").into()),
+            key_file: Some(self.pki.file("client-key.pem").into()),
+            server_name_override: None,
+            insecure_skip_verify: false,
+        })
+        .expect("client TLS");
+        rampart_tls::connect_channel_lazy(&self.members[i].client_url, Some(&tls)).expect("channel")
+    }
+
     /// The member that currently leads, from `endpoint status`.
     pub fn leader(&self) -> usize {
         for i in 0..self.members.len() {

@@ -36,13 +36,7 @@ impl ClusterService {
     }
 
     fn header(&self) -> Option<rampart_proto::etcdserverpb::ResponseHeader> {
-        let revision = self
-            .server
-            .applier
-            .read()
-            .expect("applier")
-            .current_revision();
-        Some(self.server.header(revision))
+        Some(self.server.current_header())
     }
 
     fn check_peer_urls(&self, urls: &[String], except: Option<u64>) -> Result<(), Status> {

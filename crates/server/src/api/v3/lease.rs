@@ -52,14 +52,11 @@ where
         while let Some(next) = incoming.next().await {
             let Ok(req) = next else { break };
             let reply = match server.lease_renew(req.id).await {
-                Ok(ttl) => {
-                    let revision = server.applier.read().expect("applier").current_revision();
-                    Ok(LeaseKeepAliveResponse {
-                        header: Some(server.header(revision)),
-                        id: req.id,
-                        ttl,
-                    })
-                }
+                Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                    header: Some(server.current_header()),
+                    id: req.id,
+                    ttl,
+                }),
                 Err(status) => Err(status),
             };
             let failed = reply.is_err();
@@ -145,14 +142,8 @@ impl Lease for LeaseService {
             .into_iter()
             .map(|id| LeaseStatus { id })
             .collect();
-        let revision = self
-            .server
-            .applier
-            .read()
-            .expect("applier")
-            .current_revision();
         Ok(tonic::Response::new(LeaseLeasesResponse {
-            header: Some(self.server.header(revision)),
+            header: Some(self.server.current_header()),
             leases,
         }))
     }

@@ -34,14 +34,8 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        let revision = self
-            .server
-            .applier
-            .read()
-            .expect("applier")
-            .current_revision();
         Ok(Response::new(AlarmResponse {
-            header: Some(self.server.header(revision)),
+            header: Some(self.server.current_header()),
             alarms: vec![],
         }))
     }
@@ -143,14 +137,8 @@ impl Maintenance for MaintenanceService {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let revision = self
-            .server
-            .applier
-            .read()
-            .expect("applier")
-            .current_revision();
         Ok(Response::new(MoveLeaderResponse {
-            header: Some(self.server.header(revision)),
+            header: Some(self.server.current_header()),
         }))
     }
 }
