@@ -235,6 +235,11 @@ impl Applier {
         self.store.snapshot_bytes()
     }
 
+    /// Rewrites the backend file compactly (etcd's defragment).
+    pub fn defragment(&mut self) -> Result<(), MvccError> {
+        self.store.defragment()
+    }
+
     /// Replaces the store with a leader's snapshot.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
         self.store.restore(bytes)?;

@@ -110,6 +110,32 @@ impl Store {
         })
     }
 
+    /// Rewrites the backend file without its free pages (etcd's defragment); the caller holds off
+    /// writers. Retries briefly while short-lived readers finish.
+    pub fn defragment(&mut self) -> Result<(), MvccError> {
+        // Non-durable commits keep the last durable state pinned; make everything durable first.
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| MvccError::backend(&self.path, e))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| MvccError::backend(&self.path, e))?;
+        txn.commit()
+            .map_err(|e| MvccError::backend(&self.path, e))?;
+        let mut attempts = 0;
+        loop {
+            match self.db.compact() {
+                Ok(_) => return Ok(()),
+                // A reader (a watch catching up) may still hold pages: let it finish.
+                Err(_) if attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(MvccError::backend(&self.path, e)),
+            }
+        }
+    }
+
     /// File size and bytes in use, for Status (dbSize, dbSizeInUse).
     pub fn sizes(&self) -> (i64, i64) {
         let file = std::fs::metadata(&self.path)

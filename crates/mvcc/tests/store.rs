@@ -193,3 +193,28 @@ fn snapshots_restore_everything_and_refuse_damage() {
     let reopened = Store::open(&dir.path().join("target")).unwrap();
     assert_eq!(reopened.read().unwrap().consistent_index(), 9);
 }
+
+#[test]
+fn defragment_shrinks_the_file_and_keeps_every_version() {
+    let (_dir, mut store) = open();
+    let big = "v".repeat(4096);
+    for i in 0..400u64 {
+        let key = format!("k{}", i % 20);
+        write(&store, i + 1, &[(key.as_str(), Some(big.as_str()))]);
+    }
+    for i in 0..20u64 {
+        let key = format!("k{i}");
+        write(&store, 401 + i, &[(key.as_str(), None)]);
+    }
+    let mut batch = store.write().unwrap();
+    batch.compact(batch.meta().current_revision).unwrap();
+    batch.commit(421, Durability::Immediate).unwrap();
+    let before = store.read().unwrap().hash_kv(0).unwrap();
+    let (size_before, _) = store.sizes();
+    store.defragment().unwrap();
+    let (size_after, _) = store.sizes();
+    assert!(size_after < size_before, "{size_after} >= {size_before}");
+    let after = store.read().unwrap();
+    assert_eq!(after.hash_kv(0).unwrap(), before);
+    assert_eq!(after.consistent_index(), 421);
+}
