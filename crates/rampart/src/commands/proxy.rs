@@ -70,6 +70,28 @@ pub struct ProxyArgs {
     pub enable_pprof: bool,
     #[arg(long)]
     pub debug: bool,
+    /// TLS 1.2 cipher suites offered to clients (Go names, comma-separated; TLS 1.3 suites are
+    /// always on). Empty means the defaults.
+    #[arg(long, value_delimiter = ',')]
+    pub listen_cipher_suites: Vec<String>,
+    /// DNS SRV discovery of the members (not supported: give --endpoints).
+    #[arg(long)]
+    pub discovery_srv: Option<String>,
+    #[arg(long)]
+    pub discovery_srv_name: Option<String>,
+    #[arg(long)]
+    pub insecure_discovery: bool,
+    /// Accepted for etcd compatibility (the proxy forwards frames and does not re-encode messages).
+    #[arg(long)]
+    pub max_send_bytes: Option<u64>,
+    #[arg(long)]
+    pub max_recv_bytes: Option<u64>,
+    #[arg(long)]
+    pub max_concurrent_streams: Option<u32>,
+    #[arg(long)]
+    pub experimental_serializable_ordering: bool,
+    #[arg(long)]
+    pub experimental_leasing_prefix: Option<String>,
 }
 
 fn with_scheme(endpoint: &str, tls: bool) -> String {
@@ -88,6 +110,27 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
         eprintln!("--namespace is not supported by rampart's proxy yet");
         return ExitCode::from(1);
     }
+    if args.discovery_srv.is_some() {
+        eprintln!("--discovery-srv is not supported by rampart's proxy: list the members with --endpoints");
+        return ExitCode::from(1);
+    }
+    for (given, flag) in [
+        (args.max_send_bytes.is_some(), "--max-send-bytes"),
+        (args.max_recv_bytes.is_some(), "--max-recv-bytes"),
+        (args.max_concurrent_streams.is_some(), "--max-concurrent-streams"),
+        (args.experimental_serializable_ordering, "--experimental-serializable-ordering"),
+        (args.experimental_leasing_prefix.is_some(), "--experimental-leasing-prefix"),
+    ] {
+        if given {
+            tracing::warn!("{flag} is accepted for etcd compatibility but has no effect on rampart's proxy");
+        }
+    }
+    let listen_cipher_suites: Vec<String> = args
+        .listen_cipher_suites
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let upstream_tls =
         args.cacert.is_some() || args.cert.is_some() || args.insecure_skip_tls_verify;
     let client_tls = args.cert_file.is_some() || args.auto_tls;
@@ -96,7 +139,10 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
             auto_tls_dir: Some(args.data_dir.join("fixtures").join("proxy")),
             ..Default::default()
         };
-        match rampart_tls::auto::resolve(auto) {
+        match rampart_tls::auto::resolve(rampart_tls::TlsOptions {
+            cipher_suites: listen_cipher_suites.clone(),
+            ..auto
+        }) {
             Ok(o) => Some(o),
             Err(e) => {
                 eprintln!("proxy auto TLS: {e}");
@@ -110,6 +156,7 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
             trusted_ca_file: args.trusted_ca_file.clone(),
             client_cert_auth: args.client_cert_auth,
             crl_file: args.client_crl_file.clone(),
+            cipher_suites: listen_cipher_suites.clone(),
             ..Default::default()
         })
     };
