@@ -8,6 +8,7 @@
 #
 #   scripts/e2e-each.sh [SERVER] [REGEX]     (defaults: target/debug/rampart, every test)
 #   PER_TEST=40 scripts/e2e-each.sh          (seconds per test)
+#   CTL=target/debug/rampart scripts/e2e-each.sh /usr/bin/etcd   (our binary as etcdctl)
 #   PROXY_MODE=1 scripts/e2e-each.sh ...      (etcd's proxy mode: clients reach every member
 #                                              through `etcd --proxy on` and `etcd grpc-proxy`)
 set -uo pipefail
@@ -22,7 +23,7 @@ cache=${E2E_CACHE:-/var/tmp/etcd-e2e}
 testbin="$cache/e2e${PROXY_MODE:+-cluster_proxy}.test"
 src=/usr/share/gocode/src/go.etcd.io/etcd
 ln -sf "$server" "$cache/bin/etcd"
-ln -sf /usr/bin/etcdctl "$cache/bin/etcdctl"
+ln -sf "$(readlink -f "${CTL:-/usr/bin/etcdctl}")" "$cache/bin/etcdctl"
 pass=0; fail=0; skip=0
 cd "$src/tests/e2e"
 for t in $("$testbin" -test.list "$filter" | grep '^Test'); do

@@ -1,7 +1,8 @@
 //! The `rampart` binary: parses the command line and calls into the library crates.
 //!
-//! It is a multi-call binary: invoked through a link named `cfssl`, `cfssljson`, `etcd-ca` or
-//! `etcd` it behaves as that tool, so the tutorials' command lines run unchanged.
+//! It is a multi-call binary: invoked through a link named `cfssl`, `cfssljson`, `etcd-ca`,
+//! `etcd` or `etcdctl` it behaves as that tool, so the tutorials' command lines run unchanged.
+//! etcdctl's commands also work as `rampart <command>` (`rampart get foo`, `rampart member list`).
 
 mod commands;
 mod logging;
@@ -39,6 +40,30 @@ enum Command {
     Proxy(commands::proxy::ProxyArgs),
 }
 
+/// Rampart's own subcommands; every other first word is an etcdctl command or flag.
+const OWN_COMMANDS: &[&str] = &[
+    "pki",
+    "server",
+    "up",
+    "proxy",
+    "help",
+    "--help",
+    "-h",
+    "--version",
+    "-V",
+];
+
+fn is_client_command(args: &[OsString]) -> bool {
+    match args.get(1) {
+        Some(first) => !OWN_COMMANDS.contains(&first.to_string_lossy().as_ref()),
+        None => false,
+    }
+}
+
+fn exit_code(status: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
+}
+
 /// The tool this process was invoked as, from the file name of argv[0].
 fn invoked_as(argv0: &OsString) -> String {
     Path::new(argv0)
@@ -55,7 +80,11 @@ fn main() -> ExitCode {
         "cfssljson" => return commands::cfssl::run_cfssljson(args),
         "etcd-ca" => return commands::etcd_ca::run(args),
         "etcd" => return commands::server::run(args.into_iter().skip(1).collect()),
+        "etcdctl" => return exit_code(rampart_ctl::run(args)),
         _ => {}
+    }
+    if is_client_command(&args) {
+        return exit_code(rampart_ctl::run(args));
     }
     let cli = Cli::parse_from(args);
     match cli.command {

@@ -117,12 +117,23 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
     for (given, flag) in [
         (args.max_send_bytes.is_some(), "--max-send-bytes"),
         (args.max_recv_bytes.is_some(), "--max-recv-bytes"),
-        (args.max_concurrent_streams.is_some(), "--max-concurrent-streams"),
-        (args.experimental_serializable_ordering, "--experimental-serializable-ordering"),
-        (args.experimental_leasing_prefix.is_some(), "--experimental-leasing-prefix"),
+        (
+            args.max_concurrent_streams.is_some(),
+            "--max-concurrent-streams",
+        ),
+        (
+            args.experimental_serializable_ordering,
+            "--experimental-serializable-ordering",
+        ),
+        (
+            args.experimental_leasing_prefix.is_some(),
+            "--experimental-leasing-prefix",
+        ),
     ] {
         if given {
-            tracing::warn!("{flag} is accepted for etcd compatibility but has no effect on rampart's proxy");
+            tracing::warn!(
+                "{flag} is accepted for etcd compatibility but has no effect on rampart's proxy"
+            );
         }
     }
     let listen_cipher_suites: Vec<String> = args

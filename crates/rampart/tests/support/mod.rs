@@ -13,6 +13,20 @@ pub fn rampart_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rampart"))
 }
 
+/// Our binary under the name `etcdctl` (a link in a directory that lives for the test run).
+pub fn our_etcdctl() -> PathBuf {
+    static LINK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LINK.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rampart-ctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("link dir");
+        let link = dir.join("etcdctl");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(rampart_bin(), &link).expect("etcdctl link");
+        link
+    })
+    .clone()
+}
+
 /// The real etcdctl; the test fails (not skips) without it, since CI installs it.
 pub fn etcdctl_bin() -> PathBuf {
     let p = PathBuf::from("/usr/bin/etcdctl");
@@ -265,7 +279,12 @@ impl Cluster {
 
     /// `etcdctl` with the client certificate, against the given endpoints.
     pub fn etcdctl(&self, endpoints: &str) -> Command {
-        let mut c = Command::new(etcdctl_bin());
+        self.etcdctl_using(&etcdctl_bin(), endpoints)
+    }
+
+    /// `etcdctl` from `bin` (the real one, or ours) with the cluster's client certificate.
+    pub fn etcdctl_using(&self, bin: &Path, endpoints: &str) -> Command {
+        let mut c = Command::new(bin);
         c.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoints}"))
             .arg(format!("--cacert={}", self.pki.file("ca.pem")))
