@@ -2,6 +2,7 @@
 //! over the v2 HTTP API, with its flags (`--endpoints/--peers`, `--ca-file --cert-file
 //! --key-file`), variables (`ETCDCTL_PEERS`, `ETCDCTL_CA_FILE`, ...) and output.
 
+mod auth;
 mod http;
 mod keys;
 mod members;
@@ -112,6 +113,15 @@ enum Command {
     /// member add, remove and list subcommands
     #[command(subcommand)]
     Member(members::MemberCmd),
+    /// user add, grant and revoke subcommands
+    #[command(subcommand)]
+    User(auth::UserCmd),
+    /// role add, grant and revoke subcommands
+    #[command(subcommand)]
+    Role(auth::RoleCmd),
+    /// overall auth controls
+    #[command(subcommand)]
+    Auth(auth::AuthCmd),
 }
 
 /// Go's flag package takes `-name` as well as `--name`; clap wants `--name` for long flags.
@@ -283,6 +293,9 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
     match &command {
         Command::ClusterHealth { forever } => members::cluster_health(&ctx, *forever).await,
         Command::Member(m) => members::member(&ctx, m).await,
+        Command::User(c) => auth::user(&ctx, c).await,
+        Command::Role(c) => auth::role(&ctx, c).await,
+        Command::Auth(c) => auth::auth(&ctx, c).await,
         Command::Mk(a) => keys::mk(&ctx, a).await,
         Command::Mkdir(a) => keys::dir(&ctx, a, Some(false)).await,
         Command::Setdir(a) => keys::dir(&ctx, a, None).await,

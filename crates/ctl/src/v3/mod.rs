@@ -2,6 +2,7 @@
 
 mod auth;
 mod client;
+mod concurrency;
 mod endpoint;
 mod global;
 mod kv;
@@ -10,6 +11,7 @@ mod maintenance;
 
 pub use maintenance::ETCDCTL_VERSION;
 mod member;
+mod mirror;
 mod txn;
 mod watch;
 
@@ -91,6 +93,12 @@ enum Command {
     /// Enable or disable authentication
     #[command(subcommand)]
     Auth(auth::AuthCmd),
+    /// Acquires a named lock
+    Lock(concurrency::LockArgs),
+    /// Observes and participates in leader election
+    Elect(concurrency::ElectArgs),
+    /// Makes a mirror at the destination etcd cluster
+    MakeMirror(mirror::MirrorArgs),
 }
 
 /// Parses the command line; as etcdctl (cobra's prefix matching), a unique prefix of a
@@ -200,6 +208,9 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
         Command::User(c) => auth::user(&client, &printer, c).await,
         Command::Role(c) => auth::role(&client, &printer, c).await,
         Command::Auth(c) => auth::auth(&client, c).await,
+        Command::Lock(a) => concurrency::lock(&client, &printer, a).await,
+        Command::Elect(a) => concurrency::elect(&client, &printer, a).await,
+        Command::MakeMirror(a) => mirror::make_mirror(&client, &settings, a).await,
         Command::Endpoint { .. }
         | Command::Defrag { .. }
         | Command::MoveLeader { .. }
