@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "rampart",
     version,
-    about = "A secure, etcd-compatible, Raft-replicated key-value store"
+    about = "A secure, etcd-compatible, Raft-replicated key-value store",
+    after_help = "Client commands (etcdctl 3.4's, also through a link named etcdctl):\n  rampart get|put|del|txn|compaction|watch|lease|member|endpoint|alarm|defrag|move-leader|\n          snapshot|user|role|auth|lock|elect|make-mirror|version   (`rampart get --help`)\n  ETCDCTL_API=2 rampart set|get|ls|mk|mkdir|rm|rmdir|update|watch|member|cluster-health ..."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -2,17 +2,19 @@
 //! verbatim (`etcdctl set /foo bar`, `etcdctl get /foo` with the `ETCDCTL_*_FILE` variables, and
 //! its `curl ... /v2/keys/foo`), `cluster-health`, and a session of v2 etcdctl commands whose
 //! output matches the real etcd 3.4's (indexes masked: etcd's v2 index also counts its internal
-//! membership writes).
+//! membership writes). Each runs with the real etcdctl and with ours (`rampart` as `etcdctl`).
 
 mod support;
 
 use std::process::{Command, Output};
 
+use std::path::Path;
 use support::real_etcd::{normalize, RealEtcd};
-use support::{etcdctl_bin, Cluster};
 
-fn v2ctl(cluster: &Cluster, peers: &str, args: &[&str]) -> Output {
-    Command::new(etcdctl_bin())
+use support::{etcdctl_bin, our_etcdctl, Cluster};
+
+fn v2ctl_using(bin: &Path, cluster: &Cluster, peers: &str, args: &[&str]) -> Output {
+    Command::new(bin)
         .env("ETCDCTL_API", "2")
         .env("ETCDCTL_CERT_FILE", cluster.pki.file("client.pem"))
         .env("ETCDCTL_KEY_FILE", cluster.pki.file("client-key.pem"))
@@ -50,13 +52,20 @@ fn mask_indexes(s: &str) -> String {
 fn cluster_v2_seed_001_commands_and_cluster_health() {
     let cluster = Cluster::start_with(3, &["--enable-v2"], &[]);
     let peers = cluster.endpoints();
-    let set = v2ctl(&cluster, &peers, &["set", "/foo", "bar"]);
+    for bin in [etcdctl_bin(), our_etcdctl()] {
+        seed_001(&cluster, &peers, &bin);
+    }
+}
+
+fn seed_001(cluster: &Cluster, peers: &str, bin: &Path) {
+    let v2ctl = |_: &Cluster, peers: &str, args: &[&str]| v2ctl_using(bin, cluster, peers, args);
+    let set = v2ctl(cluster, peers, &["set", "/foo", "bar"]);
     assert!(
         set.status.success() && text(&set) == "bar\n",
         "{}",
         text(&set)
     );
-    let get = v2ctl(&cluster, &peers, &["get", "/foo"]);
+    let get = v2ctl(cluster, peers, &["get", "/foo"]);
     assert_eq!(text(&get), "bar\n");
     for m in &cluster.members {
         let curl = Command::new("curl")
@@ -73,7 +82,7 @@ fn cluster_v2_seed_001_commands_and_cluster_health() {
             m.name
         );
     }
-    let health = v2ctl(&cluster, &peers, &["cluster-health"]);
+    let health = v2ctl(cluster, peers, &["cluster-health"]);
     let out = text(&health);
     assert!(health.status.success(), "{out}");
     for m in &cluster.members {
@@ -114,14 +123,16 @@ fn cluster_v2_etcdctl_session_matches_real_etcd() {
         &["set", "/ttl", "v", "--ttl", "100"],
         &["get", "/ttl"],
         &["-o", "json", "get", "/ttl"],
+        // Leaves the key space empty: each run starts from the same state.
+        &["rm", "/ttl"],
     ];
-    let run = |peers: &str| -> Vec<String> {
+    let run = |bin: &Path, peers: &str| -> Vec<String> {
         steps
             .iter()
             .enumerate()
             .map(|(i, args)| {
                 let peer = peers.split(',').nth(i % peers.split(',').count()).unwrap();
-                let o = v2ctl(&cluster, peer, args);
+                let o = v2ctl_using(bin, &cluster, peer, args);
                 let shown = mask_indexes(&normalize(&text(&o)));
                 // Remaining TTL and expiry time depend on the moment.
                 let shown = shown
@@ -137,14 +148,19 @@ fn cluster_v2_etcdctl_session_matches_real_etcd() {
             })
             .collect()
     };
-    let ours = run(&cluster.endpoints());
-    let reference = run(&etcd.url);
-    for (a, b) in ours.iter().zip(reference.iter()) {
+    let reference = run(&etcdctl_bin(), &etcd.url);
+    let on_rampart = run(&etcdctl_bin(), &cluster.endpoints());
+    let ours_on_rampart = run(&our_etcdctl(), &cluster.endpoints());
+    for (i, (a, b)) in on_rampart.iter().zip(reference.iter()).enumerate() {
         assert_eq!(
             a,
             b,
             "rampart (left) and etcd (right) differ\n{}",
             cluster.logs()
+        );
+        assert_eq!(
+            &ours_on_rampart[i], b,
+            "our etcdctl on rampart (left) and the real one on etcd (right) differ"
         );
     }
 }

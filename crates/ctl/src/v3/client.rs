@@ -147,7 +147,10 @@ impl Client {
         match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => {
-                retry_warning(&self.endpoint, &status);
+                // Connection and TLS failures get their one-line explanation only.
+                if !matches!(status.code(), Code::Unavailable | Code::Unknown) {
+                    retry_warning(&self.endpoint, &status);
+                }
                 Err(CtlError::error(status_text(&self.endpoint, &status)))
             }
             Err(_) => Err(CtlError::error("context deadline exceeded")),

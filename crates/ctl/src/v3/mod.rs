@@ -60,7 +60,7 @@ enum Command {
     /// Endpoint related commands
     Endpoint {
         /// use all endpoints from the cluster member list
-        #[arg(long)]
+        #[arg(long, global = true)]
         cluster: bool,
         #[command(subcommand)]
         command: endpoint::EndpointCmd,
@@ -229,7 +229,10 @@ fn cobra_style(e: &clap::Error) -> String {
     match e.kind() {
         ErrorKind::InvalidSubcommand => {
             if let Some(cmd) = invalid(ContextKind::InvalidSubcommand) {
-                return format!("unknown command {cmd:?} for \"etcdctl\"");
+                // cobra reports it with a usage hint, then etcdctl reports it again.
+                let text = format!("unknown command {cmd:?} for \"etcdctl\"");
+                eprintln!("Error: {text}\nRun 'etcdctl --help' for usage.");
+                return text;
             }
         }
         ErrorKind::UnknownArgument => {
