@@ -89,14 +89,28 @@ fn build_client_config(o: &ClientTlsOptions) -> Result<ClientConfig, TlsError> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(crate::explain::NoVerification(provider())))
     } else {
-        let roots = match &o.trusted_ca_file {
-            Some(ca) => load::roots("--cacert", ca)?,
+        let (roots, anchors) = match &o.trusted_ca_file {
+            Some(ca) => (load::roots("--cacert", ca)?, load::certs("--cacert", ca)?),
             None => {
                 // Without a CA, trust nothing: the error then tells the user to pass --cacert.
-                rustls::RootCertStore::empty()
+                (rustls::RootCertStore::empty(), Vec::new())
             }
         };
-        builder.with_root_certificates(roots)
+        if anchors.is_empty() {
+            builder.with_root_certificates(roots)
+        } else {
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| TlsError::Config(format!("--cacert: {e}")))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(
+                    crate::trusted_self_signed::Verifier::new(inner, anchors),
+                ))
+        }
     };
     let mut config = match (&o.cert_file, &o.key_file) {
         (Some(cert), Some(key)) => builder

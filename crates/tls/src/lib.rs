@@ -15,6 +15,7 @@ pub mod incoming;
 mod load;
 pub mod reload;
 pub mod server;
+mod trusted_self_signed;
 mod verify;
 
 use std::path::PathBuf;

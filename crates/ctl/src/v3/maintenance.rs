@@ -160,12 +160,20 @@ pub async fn snapshot(settings: &ConnSettings, cmd: &SnapshotCmd) -> CtlResult {
     let mut file = std::fs::File::create(&part)
         .map_err(|e| CtlError::error(format!("could not open {part} ({e})")))?;
     let mut total = 0u64;
+    // A byte counter on a terminal (hidden when stderr is not one).
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bytes} received ({bytes_per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
     while let Some(item) = stream.next().await {
         let chunk = item.map_err(|s| CtlError::error(status_text(&client.endpoint, &s)))?;
         file.write_all(&chunk.blob)
             .map_err(|e| CtlError::error(format!("could not write {part} ({e})")))?;
         total += chunk.blob.len() as u64;
+        bar.set_position(total);
     }
+    bar.finish_and_clear();
     file.sync_all()
         .map_err(|e| CtlError::error(format!("could not sync {part} ({e})")))?;
     std::fs::rename(&part, path)

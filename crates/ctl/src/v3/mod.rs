@@ -1,6 +1,7 @@
 //! The v3 commands (etcdctl 3.4's default API): the command tree and its dispatch.
 
 mod auth;
+mod check;
 mod client;
 mod concurrency;
 mod endpoint;
@@ -99,6 +100,9 @@ enum Command {
     Elect(concurrency::ElectArgs),
     /// Makes a mirror at the destination etcd cluster
     MakeMirror(mirror::MirrorArgs),
+    /// commands for checking properties of the etcd cluster
+    #[command(subcommand)]
+    Check(check::CheckCmd),
 }
 
 /// Parses the command line; as etcdctl (cobra's prefix matching), a unique prefix of a
@@ -192,6 +196,7 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
             return maintenance::move_leader(&settings, &printer, args).await
         }
         Command::Snapshot(cmd) => return maintenance::snapshot(&settings, cmd).await,
+        Command::Check(cmd) => return check::run(&settings, cmd).await,
         _ => {}
     }
     let client = Client::connect(&settings).await?;
@@ -215,6 +220,7 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
         | Command::Defrag { .. }
         | Command::MoveLeader { .. }
         | Command::Snapshot(_)
+        | Command::Check(_)
         | Command::Version => Ok(()),
     }
 }
