@@ -10,14 +10,49 @@ fn width(s: &str) -> usize {
     s.chars().count()
 }
 
-/// Renders a table as tablewriter does with `ALIGN_RIGHT`.
+/// Columns of the terminal on standard output; `None` when it is not a terminal.
+fn terminal_columns() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ only writes the winsize struct we pass.
+    unsafe {
+        if libc::isatty(1) != 1 {
+            return None;
+        }
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0 {
+            Some(ws.ws_col as usize)
+        } else {
+            None
+        }
+    }
+}
+
+/// Renders a table as tablewriter does with `ALIGN_RIGHT`; on a terminal too narrow for it,
+/// comma-separated cells (URL lists) are broken over several lines so the table fits.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let plain = render_lines(header, rows);
+    let Some(cols) = terminal_columns() else {
+        return plain;
+    };
+    if plain.lines().next().map(width).unwrap_or(0) <= cols {
+        return plain;
+    }
+    let wrapped: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| c.replace(',', ",\n")).collect())
+        .collect();
+    render_lines(header, &wrapped)
+}
+
+/// The table; a cell may hold several lines.
+fn render_lines(header: &[&str], rows: &[Vec<String>]) -> String {
     let header: Vec<String> = header.iter().map(|h| h.to_uppercase()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             if i < widths.len() {
-                widths[i] = widths[i].max(width(cell));
+                for line in cell.split('\n') {
+                    widths[i] = widths[i].max(width(line));
+                }
             }
         }
     }
@@ -46,11 +81,15 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out.push('\n');
     out.push_str(&rule);
     for row in rows {
-        out.push('|');
-        for (cell, w) in row.iter().zip(&widths) {
-            out.push_str(&format!(" {}{} |", " ".repeat(w - width(cell)), cell));
+        let height = row.iter().map(|c| c.split('\n').count()).max().unwrap_or(1);
+        for n in 0..height {
+            out.push('|');
+            for (cell, w) in row.iter().zip(&widths) {
+                let line = cell.split('\n').nth(n).unwrap_or("");
+                out.push_str(&format!(" {}{} |", " ".repeat(w - width(line)), line));
+            }
+            out.push('\n');
         }
-        out.push('\n');
     }
     out.push_str(&rule);
     out
@@ -171,5 +210,11 @@ mod tests {
              | 127.0.0.1:2379 |   12 |\n\
              +----------------+------+\n"
         );
+    }
+
+    #[test]
+    fn wrapped_cells_span_lines() {
+        let t = render_lines(&["a"], &[vec!["x,\nyy".into()]]);
+        assert_eq!(t, "+----+\n| A  |\n+----+\n| x, |\n| yy |\n+----+\n");
     }
 }
