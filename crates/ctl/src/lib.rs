@@ -7,6 +7,7 @@
 //!
 //! `ETCDCTL_API=2` selects the v2 commands (`v2`), anything else the v3 ones (`v3`).
 
+mod bench;
 mod exit;
 mod gofmt;
 mod output;
@@ -16,6 +17,26 @@ mod v3;
 use std::ffi::OsString;
 
 pub use exit::{CtlError, ExitCode};
+
+/// Runs `rampart bench ...` (`args[0]` is the program name) and returns the exit status.
+pub fn run_bench(args: Vec<OsString>) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return ExitCode::Error as i32;
+        }
+    };
+    let result = runtime.block_on(bench::run(args));
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => 0,
+        Err(e) => e.report(),
+    }
+}
 
 /// Runs one etcdctl command line (`args[0]` is the program name) and returns the exit status.
 pub fn run(args: Vec<OsString>) -> i32 {

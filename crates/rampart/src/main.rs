@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
     name = "rampart",
     version,
     about = "A secure, etcd-compatible, Raft-replicated key-value store",
-    after_help = "Client commands (etcdctl 3.4's, also through a link named etcdctl):\n  rampart get|put|del|txn|compaction|watch|lease|member|endpoint|alarm|defrag|move-leader|\n          snapshot|user|role|auth|lock|elect|make-mirror|version   (`rampart get --help`)\n  ETCDCTL_API=2 rampart set|get|ls|mk|mkdir|rm|rmdir|update|watch|member|cluster-health ..."
+    after_help = "Client commands (etcdctl 3.4's, also through a link named etcdctl):\n  rampart get|put|del|txn|compaction|watch|lease|member|endpoint|alarm|defrag|move-leader|\n          snapshot|user|role|auth|lock|elect|make-mirror|check|version   (`rampart get --help`)\n  rampart bench put|range|txn-put|watch|lease-keepalive   (load generator, `rampart bench --help`)\n  ETCDCTL_API=2 rampart set|get|ls|mk|mkdir|rm|rmdir|update|watch|member|cluster-health ..."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -83,6 +83,12 @@ fn main() -> ExitCode {
         "etcd" => return commands::server::run(args.into_iter().skip(1).collect()),
         "etcdctl" => return exit_code(rampart_ctl::run(args)),
         _ => {}
+    }
+    if args.get(1).is_some_and(|a| a == "bench") {
+        let rest: Vec<OsString> = std::iter::once(OsString::from("rampart bench"))
+            .chain(args.into_iter().skip(2))
+            .collect();
+        return exit_code(rampart_ctl::run_bench(rest));
     }
     if is_client_command(&args) {
         return exit_code(rampart_ctl::run(args));

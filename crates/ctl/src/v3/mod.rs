@@ -2,10 +2,10 @@
 
 mod auth;
 mod check;
-mod client;
+pub(crate) mod client;
 mod concurrency;
 mod endpoint;
-mod global;
+pub(crate) mod global;
 mod kv;
 mod lease;
 mod maintenance;
