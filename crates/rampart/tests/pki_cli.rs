@@ -1,10 +1,13 @@
 //! `rampart pki` and the cfssl / etcd-ca command lines: files openssl and the real etcd accept,
 //! verification that agrees with openssl, and bad input that changes nothing.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::free_port;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rampart"))
@@ -431,14 +434,6 @@ fn bad_input_fails_in_one_line_and_changes_nothing() {
         String::from_utf8_lossy(&std::fs::read(dir.join("ca-key.pem")).unwrap())
             .contains("ENCRYPTED PRIVATE KEY")
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The real etcd 3.4 serves with Rampart's certificates and accepts a Rampart client

@@ -98,7 +98,7 @@ pub fn explain_rustls(url: &str, e: &rustls::Error) -> String {
             "{url}: no TLS version in common with the server (check its --tls-min-version)"
         ),
         rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) => format!(
-            "{url}: TLS handshake refused by the server: if it requires a client certificate pass --cert and --key"
+            "{url}: TLS handshake refused by the server: if it requires a client certificate: pass --cert and --key"
         ),
         other => format!("{url}: TLS error: {other}"),
     }
@@ -114,8 +114,14 @@ pub fn explain_connect_error(url: &str, e: &(dyn StdError + 'static)) -> String 
             format!("{url}: connection refused: is a member listening there?")
         }
         Some(std::io::ErrorKind::TimedOut) => format!("{url}: connection timed out"),
-        Some(std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset) => format!(
-            "{url}: the server closed the connection during the handshake: if it serves TLS use https:// and pass --cacert; if it requires a client certificate pass --cert and --key"
+        // With TLS 1.3 a server refuses a missing client certificate after the client finished
+        // its handshake, so the refusal can also surface as a broken pipe on the first call.
+        Some(
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe,
+        ) => format!(
+            "{url}: the server closed the connection during the handshake: if it serves TLS use https:// and pass --cacert; if it requires a client certificate: pass --cert and --key"
         ),
         _ => {
             let mut text = e.to_string();

@@ -14,19 +14,26 @@ use super::global::ConnSettings;
 use crate::exit::{CtlError, CtlResult, ExitCode};
 
 /// Adds the auth token (and `hasleader` where asked) to each request.
+/// Shared by every service of one client, so a refreshed token reaches them all.
 #[derive(Clone, Default)]
 pub struct CallMetadata {
-    token: Option<AsciiMetadataValue>,
+    token: std::sync::Arc<std::sync::RwLock<Option<AsciiMetadataValue>>>,
 }
 
 impl tonic::service::Interceptor for CallMetadata {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(t) = &self.token {
-            req.metadata_mut().insert("token", t.clone());
+        if let Some(t) = self.token.read().ok().and_then(|t| t.clone()) {
+            req.metadata_mut().insert("token", t);
         }
         Ok(req)
     }
 }
+
+/// Errors after which clientv3 fetches a new token (or, without credentials, simply retries).
+const REFRESH_TOKEN_ERRORS: &[&str] = &[
+    "etcdserver: revision of auth store is old",
+    "etcdserver: invalid auth token",
+];
 
 pub type Svc = InterceptedService<Channel, CallMetadata>;
 
@@ -64,7 +71,7 @@ impl Client {
         for ep in &settings.endpoints {
             match dial(ep, settings).await {
                 Ok(channel) => {
-                    let mut client = Client {
+                    let client = Client {
                         endpoint: ep.clone(),
                         channel,
                         settings: settings.clone(),
@@ -89,7 +96,7 @@ impl Client {
         Client::connect(&one).await
     }
 
-    async fn authenticate(&mut self, name: &str, password: &str) -> CtlResult<()> {
+    async fn authenticate(&self, name: &str, password: &str) -> CtlResult<()> {
         let resp = match self
             .call(self.auth().authenticate(pb::AuthenticateRequest {
                 name: name.to_string(),
@@ -104,7 +111,9 @@ impl Client {
         };
         let token: AsciiMetadataValue = MetadataValue::try_from(resp.token.as_str())
             .map_err(|_| CtlError::error("the server returned a malformed auth token"))?;
-        self.meta.token = Some(token);
+        if let Ok(mut t) = self.meta.token.write() {
+            *t = Some(token);
+        }
         Ok(())
     }
 
@@ -129,6 +138,24 @@ impl Client {
     }
     pub fn auth(&self) -> pb::auth_client::AuthClient<Svc> {
         pb::auth_client::AuthClient::new(self.svc())
+    }
+
+    /// Runs a call, and once more after refreshing the auth token when the server says the
+    /// token or the auth store revision it carries is stale (clientv3 does the same).
+    pub async fn call_refreshing<T, F, Fut>(&self, make: F) -> CtlResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        match self.call(make()).await {
+            Err(e) if REFRESH_TOKEN_ERRORS.contains(&e.message.as_str()) => {
+                if let Some((user, password)) = &self.settings.auth {
+                    self.authenticate(user, password).await?;
+                }
+                self.call(make()).await
+            }
+            other => other,
+        }
     }
 
     /// Runs one unary call within `--command-timeout`.

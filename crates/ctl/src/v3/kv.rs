@@ -262,13 +262,23 @@ pub fn delete_request(a: &DelArgs) -> CtlResult<pb::DeleteRangeRequest> {
 
 pub async fn put(client: &Client, printer: &Printer, a: &PutArgs) -> CtlResult {
     let req = put_request(a, true)?;
-    let resp = client.call(client.kv().put(req)).await?;
+    let resp = client
+        .call_refreshing(|| {
+            let (mut kv, req) = (client.kv(), req.clone());
+            async move { kv.put(req).await }
+        })
+        .await?;
     printer.put(&resp)
 }
 
 pub async fn get(client: &Client, printer: &Printer, a: &GetArgs) -> CtlResult {
     let req = range_request(a)?;
-    let resp = client.call(client.kv().range(req)).await?;
+    let resp = client
+        .call_refreshing(|| {
+            let (mut kv, req) = (client.kv(), req.clone());
+            async move { kv.range(req).await }
+        })
+        .await?;
     let mut printer = *printer;
     if a.print_value_only {
         if !printer.is_simple() {
@@ -283,7 +293,12 @@ pub async fn get(client: &Client, printer: &Printer, a: &GetArgs) -> CtlResult {
 
 pub async fn del(client: &Client, printer: &Printer, a: &DelArgs) -> CtlResult {
     let req = delete_request(a)?;
-    let resp = client.call(client.kv().delete_range(req)).await?;
+    let resp = client
+        .call_refreshing(|| {
+            let (mut kv, req) = (client.kv(), req.clone());
+            async move { kv.delete_range(req).await }
+        })
+        .await?;
     printer.del(&resp)
 }
 
