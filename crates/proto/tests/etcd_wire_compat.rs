@@ -4,7 +4,6 @@
 //!
 //! CI installs etcd (`apt-get install etcd-server`); without it this test fails on purpose.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,12 +42,6 @@ impl Drop for EtcdProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port that was free a moment ago (the kernel picks it; etcd binds it right after).
-fn free_loopback_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 fn start_etcd(data_dir: &Path, client_port: u16, peer_port: u16) -> EtcdProcess {
@@ -122,8 +115,8 @@ async fn generated_clients_talk_to_real_etcd() {
          (CI installs it); this test checks wire compatibility against the real etcd"
     );
     let temp = tempfile::tempdir().expect("tempdir");
-    let client_port = free_loopback_port();
-    let peer_port = free_loopback_port();
+    let client_port = rampart_testkit::free_port();
+    let peer_port = rampart_testkit::free_port();
     let mut etcd = start_etcd(temp.path(), client_port, peer_port);
     let channel = connect_when_ready(&mut etcd, client_port, temp.path()).await;
 

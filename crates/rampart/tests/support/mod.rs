@@ -4,7 +4,6 @@
 
 pub mod real_etcd;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -37,30 +36,7 @@ pub fn etcdctl_bin() -> PathBuf {
     p
 }
 
-/// A loopback port that is free now, below the ephemeral range (32768–60999 here): a port the
-/// kernel hands out for port 0 can be taken by an outgoing connection before the member binds it.
-/// 12000–19999 stays clear of etcd's e2e ports (10000, 20000 and up).
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    if NEXT.load(Ordering::Relaxed) == 0 {
-        // Processes start at different places, so concurrent tests rarely try the same ports.
-        let seed = (std::process::id() as u64 * 7919
-            + std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() as u64)
-                .unwrap_or(0))
-            % 8000;
-        let _ = NEXT.compare_exchange(0, seed as u16, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    for _ in 0..8000 {
-        let port = 12000 + NEXT.fetch_add(1, Ordering::Relaxed) % 8000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in 12000-19999")
-}
+pub use rampart_testkit::free_port;
 
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
