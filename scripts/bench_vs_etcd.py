@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -165,10 +166,11 @@ class Cluster:
         return total_kib / 1024
 
 
-def bench(rampart, cluster, args, clients, duration=None, total=None, extra=()):
+def bench(rampart, cluster, args, clients, duration=None, total=None, extra=(), key_size=KEY_SIZE,
+          val_size=VALUE_SIZE):
     conns = min(clients, 16)
     cmd = [rampart, "bench", f"--endpoints={cluster.endpoints()}", *cluster.pki.client_flags(),
-           f"--conns={conns}", f"--clients={clients}", f"--key-size={KEY_SIZE}", f"--val-size={VALUE_SIZE}",
+           f"--conns={conns}", f"--clients={clients}", f"--key-size={key_size}", f"--val-size={val_size}",
            "--json", *extra]
     cmd += [f"--duration={duration}"] if duration else [f"--total={total}"]
     cmd += args
@@ -301,6 +303,8 @@ def main():
     markdown = report_markdown(info, opts, results, once, commands, chart.name, elapsed)
     (out_dir / "benchmarks.md").write_text(markdown)
     print(markdown)
+    if not opts.work_dir:
+        shutil.rmtree(work, ignore_errors=True)  # kept when the run fails: the members' logs are there
     log(f"done in {elapsed / 60:.1f} min; wrote {out_dir / 'benchmarks.md'} and {chart}")
 
 

@@ -52,6 +52,8 @@ tests=(
   TestCtlV2Mk TestCtlV2MkQuorum TestCtlV2MkTLS TestCtlV2Rm TestCtlV2RmTLS
   TestCtlV2Ls TestCtlV2LsQuorum TestCtlV2LsTLS TestCtlV2Watch TestCtlV2WatchTLS TestCtlV2ClusterHealth
   TestV2CurlNoTLS TestV2CurlAutoTLS TestV2CurlAllTLS TestV2CurlPeerTLS TestV2CurlClientTLS TestV2CurlClientBoth
+  TestCtlV2GetRoleUser TestCtlV2UserListUsername TestCtlV2UserListRoot TestCtlV2RoleList
+  TestCtlV2AuthWithCommonName TestV2CurlIssue5182
   # Membership changes
   TestCtlV3MemberRemove TestCtlV3MemberRemoveNoTLS TestCtlV3MemberRemoveClientTLS TestCtlV3MemberRemoveClientAutoTLS
   TestCtlV3MemberRemovePeerTLS TestCtlV3MemberAdd TestCtlV3MemberAddNoTLS TestCtlV3MemberAddClientTLS
@@ -71,7 +73,8 @@ ref_tests=(TestCtlV3AuthEnable TestCtlV3AuthDisable TestCtlV3AuthWriteKey TestCt
   TestCtlV3AuthRoleList TestCtlV3AuthCertCN TestCtlV3AuthCertCNAndUsername TestCtlV3AuthMemberAdd
   TestCtlV3AuthInvalidMgmt TestCtlV3AuthDefrag TestCtlV3AuthEndpointHealth TestCtlV3UserAdd TestCtlV3UserList
   TestCtlV3UserDelete TestCtlV3UserPasswd TestCtlV3RoleAdd TestCtlV3RoleGrant
-  TestCtlV3Alarm TestCtlV2GetRoleUser TestCtlV2UserListRoot TestCtlV2RoleList TestCtlV2AuthWithCommonName)
+  TestCtlV3Alarm TestCtlV2GetRoleUser TestCtlV2UserListUsername TestCtlV2UserListRoot TestCtlV2RoleList
+  TestCtlV2AuthWithCommonName TestV2CurlIssue5182)
 regex() { echo "^($(IFS='|'; echo "$*"))\$"; }
 e2e=../shared/conformance/etcd-e2e.sh
 status=0

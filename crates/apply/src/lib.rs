@@ -40,6 +40,8 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     /// A v2 write: the event, or etcd's v2 error (both are answers, not failures).
     V2(Result<rampart_v2store::Event, rampart_v2store::V2Error>),
+    /// A v2 auth write: applied, or the conflict with what was applied since it was decided.
+    V2Auth(Result<(), rampart_v2store::WriteConflict>),
     /// Applied with nothing to report (member attributes).
     Done,
 }
@@ -193,6 +195,9 @@ impl Applier {
                         .map(Response::LeaseRevoke)
                 }
                 Some(Request::V2(r)) => Ok(Response::V2(v2::apply(&mut batch, &self.v2, r)?)),
+                Some(Request::V2Auth(w)) => {
+                    Ok(Response::V2Auth(v2::apply_auth(&mut batch, &self.v2, w)?))
+                }
                 Some(Request::MemberAttributes(_)) | Some(Request::MemberUpdate(_)) => {
                     // Membership lives beside the store (the apply loop keeps it); etcd counts
                     // these writes in the v2 index.
@@ -261,5 +266,6 @@ fn request_name(r: &Request) -> &'static str {
         Request::MemberAttributes(_) => "member attributes",
         Request::V2(_) => "v2",
         Request::MemberUpdate(_) => "member update",
+        Request::V2Auth(_) => "v2 auth",
     }
 }

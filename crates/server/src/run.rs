@@ -244,7 +244,16 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
             ready_lines.push((url.addr.to_string(), false));
         }
         let max_message = settings.max_request_bytes + GRPC_OVERHEAD_BYTES;
-        let routes = client_routes(server.clone(), max_message, settings.enable_v2);
+        let client_cert_auth = settings
+            .client_tls
+            .as_ref()
+            .is_some_and(|t| t.client_cert_auth);
+        let routes = client_routes(
+            server.clone(),
+            max_message,
+            settings.enable_v2,
+            client_cert_auth,
+        );
         tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .accept_http1(true)
@@ -352,6 +361,7 @@ fn client_routes(
     server: Arc<EtcdServer>,
     max_message: usize,
     enable_v2: bool,
+    client_cert_auth: bool,
 ) -> tonic::service::Routes {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     drop(health_reporter);
@@ -383,7 +393,7 @@ fn client_routes(
         .merge(crate::api::http::router(server.clone()))
         .merge(crate::api::gateway::router(server.clone()));
     if enable_v2 {
-        router = router.merge(crate::api::v2::router(server));
+        router = router.merge(crate::api::v2::router(server, client_cert_auth));
     }
     tonic::service::Routes::from(router)
 }

@@ -31,7 +31,10 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free loopback port in {RANGE_START}-{}", RANGE_START + RANGE_LEN - 1)
+    panic!(
+        "no free loopback port in {RANGE_START}-{}",
+        RANGE_START + RANGE_LEN - 1
+    )
 }
 
 #[cfg(test)]
@@ -45,6 +48,8 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), ports.len(), "{ports:?}");
-        assert!(ports.iter().all(|p| (RANGE_START..RANGE_START + RANGE_LEN).contains(p)));
+        assert!(ports
+            .iter()
+            .all(|p| (RANGE_START..RANGE_START + RANGE_LEN).contains(p)));
     }
 }

@@ -20,6 +20,7 @@ pub const NOT_DIR: u32 = 104;
 pub const NODE_EXIST: u32 = 105;
 pub const ROOT_READ_ONLY: u32 = 107;
 pub const DIR_NOT_EMPTY: u32 = 108;
+pub const UNAUTHORIZED: u32 = 110;
 pub const VALUE_REQUIRED: u32 = 200;
 pub const PREV_VALUE_REQUIRED: u32 = 201;
 pub const TTL_NAN: u32 = 202;
@@ -39,6 +40,7 @@ fn message(code: u32) -> &'static str {
         NODE_EXIST => "Key already exists",
         ROOT_READ_ONLY => "Root is read only",
         DIR_NOT_EMPTY => "Directory not empty",
+        UNAUTHORIZED => "The request requires user authentication",
         VALUE_REQUIRED => "Value is Required in POST form",
         PREV_VALUE_REQUIRED => "PrevValue is Required in POST form",
         TTL_NAN => "The given TTL in POST form is not a number",
@@ -66,6 +68,7 @@ impl V2Error {
     pub fn http_status(&self) -> u16 {
         match self.error_code {
             KEY_NOT_FOUND => 404,
+            UNAUTHORIZED => 401,
             NOT_FILE | NOT_DIR | ROOT_READ_ONLY | DIR_NOT_EMPTY => 403,
             TEST_FAILED | NODE_EXIST => 412,
             200..=299 | EVENT_INDEX_CLEARED => 400,

@@ -8,11 +8,13 @@
 //! hands it), or clocks: expiry times come in the requests, decided by the proposer, so every
 //! member applies the same thing.
 
+mod auth;
 mod error;
 mod node;
 
 use std::collections::{BTreeMap, VecDeque};
 
+pub use auth::*;
 pub use error::*;
 pub use node::{Event, NodeRepr, StoredNode};
 
@@ -45,6 +47,8 @@ pub struct V2Store {
     nodes: BTreeMap<String, StoredNode>,
     history: VecDeque<Event>,
     changes: BTreeMap<String, Option<StoredNode>>,
+    /// Users, roles and the enabled flag of `/v2/auth`.
+    pub auth: V2Auth,
 }
 
 /// `key` as an absolute, clean path ("/a/b"; "/" for the root).

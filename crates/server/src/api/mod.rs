@@ -4,4 +4,5 @@
 pub mod gateway;
 pub mod http;
 pub mod v2;
+pub mod v2_auth;
 pub mod v3;

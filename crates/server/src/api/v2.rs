@@ -14,6 +14,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use rampart_apply::Response as Applied;
 use rampart_proto::internal::{raft_request, V2Request};
+use rampart_tls::incoming::ConnInfo;
 use rampart_v2store::{V2Error, INDEX_NAN, PREV_VALUE_REQUIRED, TTL_NAN};
 use tokio::sync::Semaphore;
 
@@ -29,12 +30,19 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 struct V2State {
     server: Arc<EtcdServer>,
     waiters: Arc<Semaphore>,
+    /// `--client-cert-auth`: with v2 auth on, a certificate's CN names the user.
+    client_cert_auth: bool,
 }
 
-pub fn router(server: Arc<EtcdServer>) -> Router {
+pub fn router(server: Arc<EtcdServer>, client_cert_auth: bool) -> Router {
+    let auth = super::v2_auth::router(super::v2_auth::AuthState {
+        server: server.clone(),
+        client_cert_auth,
+    });
     let state = V2State {
         server,
         waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
+        client_cert_auth,
     };
     Router::new()
         .route("/v2/keys", any(keys_root))
@@ -47,6 +55,7 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
         .route("/v2/stats/leader", get(stats_leader))
         .route("/v2/stats/store", get(stats_store))
         .with_state(state)
+        .merge(auth)
 }
 
 fn now_nanos() -> i64 {
@@ -112,25 +121,48 @@ fn current_index(server: &EtcdServer) -> u64 {
 
 async fn keys_root(
     state: State<V2State>,
+    caller: Caller,
     method: Method,
     query: RawQuery,
     body: Bytes,
 ) -> Response {
-    handle(state, method, String::new(), query, body).await
+    handle(state, caller, method, String::new(), query, body).await
 }
 
 async fn keys(
     state: State<V2State>,
+    caller: Caller,
     method: Method,
     Path(key): Path<String>,
     query: RawQuery,
     body: Bytes,
 ) -> Response {
-    handle(state, method, key, query, body).await
+    handle(state, caller, method, key, query, body).await
+}
+
+/// Who sent a `/v2/keys` request: its headers (basic auth) and connection (certificate CN).
+struct Caller {
+    headers: HeaderMap,
+    conn: Option<ConnInfo>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller {
+            headers: parts.headers.clone(),
+            conn: parts.extensions.get::<ConnInfo>().cloned(),
+        })
+    }
 }
 
 async fn handle(
     State(state): State<V2State>,
+    caller: Caller,
     method: Method,
     key: String,
     RawQuery(query): RawQuery,
@@ -139,6 +171,17 @@ async fn handle(
     let server = &state.server;
     let key = format!("/{key}");
     let p = params(query.as_deref(), &body);
+    if let Some(refusal) = super::v2_auth::check_key_access(
+        server,
+        state.client_cert_auth,
+        &caller.headers,
+        caller.conn.as_ref(),
+        &method,
+        &key,
+        flag(&p, "recursive"),
+    ) {
+        return refusal;
+    }
     match method {
         Method::GET | Method::HEAD => read(&state, &key, &p).await,
         Method::PUT | Method::POST | Method::DELETE => {
@@ -148,7 +191,10 @@ async fn handle(
             };
             match server.propose(raft_request::Request::V2(request)).await {
                 Ok(Applied::V2(Ok(event))) => {
-                    let status = if event.action == "create" {
+                    // etcd's Event.IsCreated: a create, or a set that made a new node.
+                    let created = event.action == "create"
+                        || (event.action == "set" && event.prev_node.is_none());
+                    let status = if created {
                         StatusCode::CREATED
                     } else {
                         StatusCode::OK
