@@ -286,9 +286,12 @@ def main():
                 out = run([opts.etcdctl, f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "check", "perf",
                            "--load=l"], 300, check=False)
                 text = out.stdout + out.stderr
-                throughput = next((line for line in text.splitlines() if "Throughput" in line), "")
+                # etcdctl prints "FAIL: <reason>" per failed criterion, or "Error: ..." when a
+                # request fails (e.g. the final delete of every key it wrote).
+                reasons = [line.split(":", 1)[1].strip() for line in text.splitlines()
+                           if line.startswith(("FAIL:", "Error:"))]
                 once[system]["check_perf"] = ("PASS" if out.returncode == 0 else "FAIL") + (
-                    f" ({throughput.split(':', 1)[1].strip()})" if throughput else "")
+                    f" ({'; '.join(reasons)})" if reasons else "")
                 log(f"  check perf --load=l: {once[system]['check_perf']}")
             cluster.stop()
     finally:
