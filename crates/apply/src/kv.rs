@@ -177,7 +177,7 @@ fn put_checked(
         (Some(prev), true) => prev.lease,
         _ => p.lease,
     };
-    let (prev, event) = batch.put(&p.key, value, lease)?;
+    let (prev, event) = batch.put_over(&p.key, value, lease, prev)?;
     events.push(event);
     Ok(PutResponse {
         header: header(batch.pending_revision()),
