@@ -124,12 +124,17 @@ fn urls_map_string(map: &BTreeMap<String, Vec<String>>) -> String {
     pairs.join(",")
 }
 
-/// The URL with its host resolved to an address (IPv4 first), as etcd compares peer URLs so
-/// that `localhost` matches `127.0.0.1`.
+/// The URL with a host name resolved to an address (IPv4 first), as etcd compares peer URLs;
+/// like etcd, `localhost` and IP addresses are left as written.
 fn resolve(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
+    let host = rest.rsplit_once(':').map(|(h, _)| h).unwrap_or(rest);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "localhost" || bare.parse::<std::net::IpAddr>().is_ok() {
+        return url.to_string();
+    }
     let Ok(addrs) = rest.to_socket_addrs() else {
         return url.to_string();
     };

@@ -72,7 +72,7 @@ enum RestoreError {
     },
     #[error("snapshot missing hash but --skip-hash-check=false")]
     MissingHash,
-    #[error("expected sha256 {expected:?}, got {got:?}")]
+    #[error("expected sha256 {}, got {}", go_bytes(.expected), go_bytes(.got))]
     HashMismatch { expected: Vec<u8>, got: Vec<u8> },
     #[error("cannot open database at {path} ({source})")]
     Database {
@@ -81,6 +81,12 @@ enum RestoreError {
     },
     #[error("bucket {0} holds nested buckets, which etcd never writes: not an etcd snapshot")]
     NestedBucket(String),
+}
+
+/// Go's `%v` of a byte slice: `[1 2 3]`.
+fn go_bytes(b: &[u8]) -> String {
+    let items: Vec<String> = b.iter().map(u8::to_string).collect();
+    format!("[{}]", items.join(" "))
 }
 
 impl RestoreError {
