@@ -193,11 +193,17 @@ fn prepare(a: &RestoreArgs, t: &Target) -> Result<Cluster, RestoreError> {
     Ok(cluster)
 }
 
-/// Reads the snapshot, with a progress bar on a terminal (indicatif hides it otherwise).
-fn read_snapshot(path: &Path, bar: &indicatif::ProgressBar) -> Result<Vec<u8>, RestoreError> {
+/// Reads the snapshot, with a progress bar (reading, then hashing) that indicatif draws only
+/// when stderr is a terminal, so piped output stays etcdctl's.
+fn read_snapshot(path: &Path) -> Result<(Vec<u8>, indicatif::ProgressBar), RestoreError> {
     let mut f = std::fs::File::open(path).map_err(|e| RestoreError::os("open", path, &e))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    bar.set_length(len * 2);
+    let bar = indicatif::ProgressBar::new(len * 2);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:16} {bar:30} {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("reading snapshot");
     let mut data = Vec::with_capacity(len as usize);
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
@@ -210,7 +216,7 @@ fn read_snapshot(path: &Path, bar: &indicatif::ProgressBar) -> Result<Vec<u8>, R
         data.extend_from_slice(&chunk[..n]);
         bar.inc(n as u64);
     }
-    Ok(data)
+    Ok((data, bar))
 }
 
 /// The database part of the snapshot, its hash checked as etcdctl checks it.
@@ -236,6 +242,7 @@ fn verified_db(
         return Err(RestoreError::MissingHash);
     }
     if has_hash && !t.skip_hash_check {
+        bar.set_message("checking sha256");
         let mut h = Sha256::new();
         for piece in data.chunks(READ_CHUNK) {
             h.update(piece);
@@ -251,15 +258,11 @@ fn verified_db(
 
 /// Writes `member/snap/db`: the snapshot's buckets with the new consistent index.
 fn save_db(t: &Target, members: u64) -> Result<(), RestoreError> {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message("reading snapshot");
-    let data = read_snapshot(&t.snapshot, &bar)?;
-    let data = verified_db(t, data, &bar)?;
+    let (data, bar) = read_snapshot(&t.snapshot)?;
+    let data = verified_db(t, data, &bar);
+    // Cleared on failure too, so the error line stands alone.
     bar.finish_and_clear();
+    let data = data?;
     let db_path = t.snap_dir.join("db");
     let db = Db::from_bytes(data).map_err(|source| RestoreError::Database {
         path: db_path.display().to_string(),
