@@ -16,12 +16,22 @@ struct Etcd {
     child: Child,
     client: String,
     name: String,
-    peer: String,
 }
 
 impl Etcd {
     /// Starts `/usr/bin/etcd` with `data_dir` (new, or restored).
     fn start(name: &str, data_dir: &Path, peer: &str, initial_cluster: &str, token: &str) -> Etcd {
+        Etcd::start_with(name, data_dir, peer, initial_cluster, token, &[])
+    }
+
+    fn start_with(
+        name: &str,
+        data_dir: &Path,
+        peer: &str,
+        initial_cluster: &str,
+        token: &str,
+        extra: &[String],
+    ) -> Etcd {
         assert!(
             Path::new("/usr/bin/etcd").exists(),
             "/usr/bin/etcd is missing: install Debian's etcd-server (scripts/test.sh does)"
@@ -37,6 +47,7 @@ impl Etcd {
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster={initial_cluster}"))
             .arg(format!("--initial-cluster-token={token}"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -45,7 +56,6 @@ impl Etcd {
             child,
             client,
             name: name.to_string(),
-            peer: peer.to_string(),
         }
     }
 
