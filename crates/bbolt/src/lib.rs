@@ -12,7 +12,7 @@ mod write;
 
 pub use page::{Meta, DEFAULT_PAGE_SIZE};
 pub use read::{Bucket, Db, Value};
-pub use write::{write_db, Buckets};
+pub use write::{write_buckets, write_db, BucketSlices, Buckets};
 
 /// What can go wrong reading or writing a bbolt file. The first four carry bbolt's own words,
 /// which etcdctl prints for a bad snapshot file.
@@ -47,4 +47,8 @@ pub enum Error {
     EmptyKey,
     #[error("key and value of {len} bytes exceed bbolt's element size limit")]
     TooLarge { len: usize },
+    #[error("{key:?} is out of order or repeated: buckets and keys must be sorted and unique")]
+    Unsorted { key: String },
+    #[error("writing the database: {0}")]
+    Write(#[from] std::io::Error),
 }

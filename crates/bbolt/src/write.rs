@@ -7,6 +7,7 @@
 //! than a page gets overflow pages) under as many branch levels as needed.
 
 use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom, Write};
 
 use crate::page::{
     put_u32, put_u64, Meta, PageHeader, BRANCH_ELEMENT_SIZE, BRANCH_PAGE, BUCKET_HEADER_SIZE,
@@ -29,18 +30,61 @@ struct Item<'a> {
     flags: u32,
 }
 
-/// Builds the pages of a file.
-struct Builder {
-    out: Vec<u8>,
+/// A top-level bucket to write, borrowing its name and key/values (sorted by key, unique).
+pub type BucketSlices<'a> = (&'a [u8], Vec<(&'a [u8], &'a [u8])>);
+
+/// Builds the pages of a file, writing each page as soon as it is complete so memory stays
+/// bounded by one node, not the file.
+struct Builder<'w, W> {
+    out: &'w mut W,
     page_size: usize,
     next: u64,
 }
 
 /// The bytes of a bbolt file holding `buckets`, with 4 KiB pages.
 pub fn write_db(buckets: &Buckets) -> Result<Vec<u8>, Error> {
+    let slices: Vec<BucketSlices<'_>> = buckets
+        .iter()
+        .map(|(name, kvs)| {
+            let kvs = kvs
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                .collect();
+            (name.as_slice(), kvs)
+        })
+        .collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    write_buckets(&mut out, &slices)?;
+    Ok(out.into_inner())
+}
+
+/// Writes a bbolt file holding `buckets` (sorted by name, each sorted by key, no duplicates)
+/// to `out` from its start; returns the file's size.
+pub fn write_buckets<W: Write + Seek>(
+    out: &mut W,
+    buckets: &[BucketSlices<'_>],
+) -> Result<u64, Error> {
+    let sorted = |names: &mut dyn Iterator<Item = &[u8]>| {
+        let mut prev: Option<&[u8]> = None;
+        for n in names {
+            if prev.is_some_and(|p| p >= n) {
+                return Err(Error::Unsorted {
+                    key: String::from_utf8_lossy(n).into_owned(),
+                });
+            }
+            prev = Some(n);
+        }
+        Ok(())
+    };
+    sorted(&mut buckets.iter().map(|b| b.0))?;
+    for (_, kvs) in buckets {
+        sorted(&mut kvs.iter().map(|kv| kv.0))?;
+    }
     let page_size = DEFAULT_PAGE_SIZE;
+    // Metas and freelist are written last, once the root is known; data starts after them.
+    out.seek(SeekFrom::Start(page_size as u64 * FIRST_DATA_PAGE))?;
     let mut b = Builder {
-        out: vec![0; page_size * FIRST_DATA_PAGE as usize],
+        out,
         page_size,
         next: FIRST_DATA_PAGE,
     };
@@ -68,7 +112,7 @@ pub fn write_db(buckets: &Buckets) -> Result<Vec<u8>, Error> {
                 v
             }
         };
-        values.push((name.as_slice(), value));
+        values.push((*name, value));
     }
     let root_items: Vec<Item<'_>> = values
         .iter()
@@ -79,7 +123,9 @@ pub fn write_db(buckets: &Buckets) -> Result<Vec<u8>, Error> {
         })
         .collect();
     let root = b.tree(&root_items)?;
+    let high_water = b.next;
 
+    let mut head = vec![0u8; page_size * FIRST_DATA_PAGE as usize];
     // An empty freelist: the file has no free pages.
     let fl = FREELIST_PGID as usize * page_size;
     PageHeader {
@@ -88,8 +134,7 @@ pub fn write_db(buckets: &Buckets) -> Result<Vec<u8>, Error> {
         count: 0,
         overflow: 0,
     }
-    .write(&mut b.out[fl..]);
-
+    .write(&mut head[fl..]);
     for txid in 0..2u64 {
         let meta = Meta {
             magic: MAGIC,
@@ -99,7 +144,7 @@ pub fn write_db(buckets: &Buckets) -> Result<Vec<u8>, Error> {
             root,
             sequence: 0,
             freelist: FREELIST_PGID,
-            pgid: b.next,
+            pgid: high_water,
             txid,
             checksum: 0,
         };
@@ -110,12 +155,14 @@ pub fn write_db(buckets: &Buckets) -> Result<Vec<u8>, Error> {
             count: 0,
             overflow: 0,
         }
-        .write(&mut b.out[at..]);
-        b.out[at + PAGE_HEADER_SIZE..at + PAGE_HEADER_SIZE + crate::page::META_SIZE]
+        .write(&mut head[at..]);
+        head[at + PAGE_HEADER_SIZE..at + PAGE_HEADER_SIZE + crate::page::META_SIZE]
             .copy_from_slice(&meta.encode());
     }
-    debug_assert_eq!(b.out.len(), b.next as usize * page_size);
-    Ok(b.out)
+    b.out.seek(SeekFrom::Start(0))?;
+    b.out.write_all(&head)?;
+    b.out.flush()?;
+    Ok(high_water * page_size as u64)
 }
 
 /// bbolt's size of a leaf node holding `items`.
@@ -165,15 +212,19 @@ fn encode_leaf(page: &mut [u8], id: u64, items: &[Item<'_>]) {
     }
 }
 
-impl Builder {
-    /// Allocates the pages for a node of `size` bytes; returns its id and byte range.
-    fn allocate(&mut self, size: usize) -> (u64, std::ops::Range<usize>) {
+impl<W: Write + Seek> Builder<'_, W> {
+    /// Allocates the pages for a node of `size` bytes; returns its id and a zeroed image.
+    fn allocate(&mut self, size: usize) -> (u64, Vec<u8>) {
         let pages = size.div_ceil(self.page_size).max(1);
         let id = self.next;
         self.next += pages as u64;
-        let start = self.out.len();
-        self.out.resize(start + pages * self.page_size, 0);
-        (id, start..self.out.len())
+        (id, vec![0u8; pages * self.page_size])
+    }
+
+    /// Writes a node's pages; nodes are allocated and written in page order.
+    fn emit(&mut self, page: &[u8]) -> Result<(), Error> {
+        self.out.write_all(page)?;
+        Ok(())
     }
 
     /// Writes the tree holding `items` and returns its root page.
@@ -190,8 +241,9 @@ impl Builder {
         }
         // Leaves, filled up to a page (a single element may need more: overflow pages).
         if items.is_empty() {
-            let (id, range) = self.allocate(PAGE_HEADER_SIZE);
-            encode_leaf(&mut self.out[range], id, items);
+            let (id, mut page) = self.allocate(PAGE_HEADER_SIZE);
+            encode_leaf(&mut page, id, items);
+            self.emit(&page)?;
             return Ok(id);
         }
         let mut level: Vec<(&[u8], u64)> = Vec::new();
@@ -209,8 +261,9 @@ impl Builder {
                 end += 1;
             }
             let group = &items[start..end];
-            let (id, range) = self.allocate(leaf_size(group));
-            encode_leaf(&mut self.out[range], id, group);
+            let (id, mut page) = self.allocate(leaf_size(group));
+            encode_leaf(&mut page, id, group);
+            self.emit(&page)?;
             level.push((group[0].key, id));
             start = end;
         }
@@ -231,8 +284,7 @@ impl Builder {
                     end += 1;
                 }
                 let group = &level[start..end];
-                let (id, range) = self.allocate(size);
-                let page = &mut self.out[range];
+                let (id, mut page) = self.allocate(size);
                 let pages = page.len() / self.page_size;
                 PageHeader {
                     id,
@@ -240,16 +292,17 @@ impl Builder {
                     count: group.len() as u16,
                     overflow: pages as u32 - 1,
                 }
-                .write(page);
+                .write(&mut page);
                 let mut data = PAGE_HEADER_SIZE + group.len() * BRANCH_ELEMENT_SIZE;
                 for (n, (key, child)) in group.iter().enumerate() {
                     let at = PAGE_HEADER_SIZE + n * BRANCH_ELEMENT_SIZE;
-                    put_u32(page, at, (data - at) as u32);
-                    put_u32(page, at + 4, key.len() as u32);
-                    put_u64(page, at + 8, *child);
+                    put_u32(&mut page, at, (data - at) as u32);
+                    put_u32(&mut page, at + 4, key.len() as u32);
+                    put_u64(&mut page, at + 8, *child);
                     page[data..data + key.len()].copy_from_slice(key);
                     data += key.len();
                 }
+                self.emit(&page)?;
                 next_level.push((group[0].0, id));
                 start = end;
             }

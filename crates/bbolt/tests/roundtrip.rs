@@ -156,3 +156,35 @@ proptest! {
         prop_assert_eq!(read_back(&db), buckets);
     }
 }
+
+#[test]
+fn streams_to_a_file_and_refuses_unsorted_input() {
+    let big = vec![5u8; 9000];
+    let kvs: Vec<(&[u8], &[u8])> = vec![(b"a", b"1"), (b"b", &big), (b"c", b"3")];
+    let buckets = vec![(&b"key"[..], kvs.clone()), (&b"meta"[..], vec![])];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let size = rampart_bbolt::write_buckets(&mut f, &buckets).unwrap();
+    drop(f);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.check(), Vec::<String>::new());
+    let back = read_back(&db);
+    assert_eq!(back[&b"key"[..]][&b"b"[..]], big);
+
+    let mut out = std::io::Cursor::new(Vec::new());
+    let swapped = vec![(&b"meta"[..], vec![]), (&b"key"[..], kvs.clone())];
+    assert!(matches!(
+        rampart_bbolt::write_buckets(&mut out, &swapped),
+        Err(Error::Unsorted { .. })
+    ));
+    let dup = vec![(
+        &b"key"[..],
+        vec![(&b"a"[..], &b"1"[..]), (&b"a"[..], &b"2"[..])],
+    )];
+    assert!(matches!(
+        rampart_bbolt::write_buckets(&mut out, &dup),
+        Err(Error::Unsorted { .. })
+    ));
+}

@@ -6,12 +6,11 @@
 //! snapshot. The old cluster's members stay in the backend's `members` bucket, as etcd 3.4
 //! leaves them: etcd 3.4 reads membership from the v2 store.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use rampart_bbolt::{Buckets, Db, Value};
+use rampart_bbolt::{BucketSlices, Db, Value};
 use sha2::{Digest, Sha256};
 
 use super::cluster::{self, Cluster, ClusterError};
@@ -26,6 +25,8 @@ const SHA256_LEN: usize = 32;
 const SECTOR: usize = 512;
 /// Read in pieces of this size so the progress bar moves on large snapshots.
 const READ_CHUNK: usize = 1 << 20;
+/// Buffer between the page writer and the database file.
+const WRITE_BUFFER: usize = 1 << 20;
 /// The term of the new cluster's bootstrap entries.
 const BOOTSTRAP_TERM: u64 = 1;
 
@@ -269,12 +270,14 @@ fn save_db(t: &Target, members: u64) -> Result<(), RestoreError> {
         source,
     })?;
     let mut buckets = read_buckets(&db, &db_path)?;
-    drop(db);
-    if let Some(rev) = buckets
-        .get(&b"meta"[..])
-        .and_then(|m| m.get(&b"finishedCompactRev"[..]))
-        .filter(|v| v.len() >= 8)
-    {
+    let meta_value = |buckets: &[BucketSlices<'_>], key: &[u8]| {
+        buckets
+            .iter()
+            .find(|b| b.0 == b"meta")
+            .and_then(|b| b.1.iter().find(|kv| kv.0 == key))
+            .map(|kv| kv.1.to_vec())
+    };
+    if let Some(rev) = meta_value(&buckets, b"finishedCompactRev").filter(|v| v.len() >= 8) {
         // etcd's store logs this when it opens a compacted database.
         let rev = i64::from_be_bytes(rev[..8].try_into().unwrap_or_default());
         zaplog::info(
@@ -288,63 +291,68 @@ fn save_db(t: &Target, members: u64) -> Result<(), RestoreError> {
         );
     }
     // The buckets etcd's store and lessor create on open.
-    for name in ["key", "meta", "lease"] {
-        buckets.entry(name.as_bytes().to_vec()).or_default();
+    for name in [&b"key"[..], b"lease", b"meta"] {
+        if let Err(at) = buckets.binary_search_by(|b| b.0.cmp(name)) {
+            buckets.insert(at, (name, Vec::new()));
+        }
     }
     // The new Raft log's entries up to this index (one ConfChange per member) count as
     // applied, so the member does not apply them to the restored keyspace again.
-    buckets
-        .entry(b"meta".to_vec())
-        .or_default()
-        .insert(b"consistent_index".to_vec(), members.to_be_bytes().to_vec());
-    let bytes = rampart_bbolt::write_db(&buckets).map_err(|source| RestoreError::Database {
-        path: db_path.display().to_string(),
-        source,
-    })?;
+    let index = members.to_be_bytes();
+    if let Some(meta) = buckets.iter_mut().find(|b| b.0 == b"meta") {
+        let key = &b"consistent_index"[..];
+        match meta.1.binary_search_by(|kv| kv.0.cmp(key)) {
+            Ok(at) => meta.1[at].1 = &index,
+            Err(at) => meta.1.insert(at, (key, &index)),
+        }
+    }
     create_dir_all(&t.snap_dir).map_err(|e| RestoreError::os("mkdir", &t.snap_dir, &e))?;
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&db_path)
         .map_err(|e| RestoreError::os("open", &db_path, &e))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
+    // Pages stream to the file; only the snapshot itself is held in memory.
+    let mut w = std::io::BufWriter::with_capacity(WRITE_BUFFER, f);
+    rampart_bbolt::write_buckets(&mut w, &buckets).map_err(|source| RestoreError::Database {
+        path: db_path.display().to_string(),
+        source,
+    })?;
+    let f = w
+        .into_inner()
+        .map_err(|e| RestoreError::os("write", &db_path, e.error()))?;
+    f.sync_all()
         .map_err(|e| RestoreError::os("write", &db_path, &e))?;
     Ok(())
 }
 
-/// The top-level buckets and their key/values.
-fn read_buckets(db: &Db, db_path: &Path) -> Result<Buckets, RestoreError> {
+/// The top-level buckets and their key/values, borrowed from the snapshot.
+fn read_buckets<'a>(db: &'a Db, db_path: &Path) -> Result<Vec<BucketSlices<'a>>, RestoreError> {
     let bad = |source| RestoreError::Database {
         path: db_path.display().to_string(),
         source,
     };
-    let mut out = Buckets::new();
+    let mut out = Vec::new();
     for (name, value) in db.entries(&db.root()).map_err(bad)? {
+        let nested = || RestoreError::NestedBucket(String::from_utf8_lossy(name).into_owned());
         let Value::Bucket(bucket) = value else {
-            return Err(RestoreError::NestedBucket(
-                String::from_utf8_lossy(name).into_owned(),
-            ));
+            return Err(nested());
         };
-        let mut kvs = BTreeMap::new();
-        let mut nested = false;
+        let mut kvs = Vec::new();
+        let mut has_nested = false;
         db.for_each(&bucket, |k, v| {
             match v {
-                Value::Plain(v) => {
-                    kvs.insert(k.to_vec(), v.to_vec());
-                }
-                Value::Bucket(_) => nested = true,
+                Value::Plain(v) => kvs.push((k, v)),
+                Value::Bucket(_) => has_nested = true,
             }
             Ok(())
         })
         .map_err(bad)?;
-        if nested {
-            return Err(RestoreError::NestedBucket(
-                String::from_utf8_lossy(name).into_owned(),
-            ));
+        if has_nested {
+            return Err(nested());
         }
-        out.insert(name.to_vec(), kvs);
+        out.push((name, kvs));
     }
     Ok(out)
 }
