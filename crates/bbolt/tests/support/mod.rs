@@ -72,7 +72,19 @@ pub fn go_helper() -> Option<PathBuf> {
         );
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("rampart-bboltcheck-{}", std::process::id()));
+    // Under the target directory (removed by `cargo clean`, never left in /tmp), one directory
+    // per test process as they run in parallel; those of finished processes are removed, and
+    // the Go build cache is shared so later builds are quick.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for old in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+        let name = old.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("bboltcheck-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
+    }
+    let dir = tmp.join(format!("bboltcheck-{}", std::process::id()));
     let pkg = dir.join("src/bboltcheck");
     std::fs::create_dir_all(&pkg).unwrap();
     std::fs::copy(
@@ -87,7 +99,7 @@ pub fn go_helper() -> Option<PathBuf> {
         .arg("bboltcheck")
         .env("GO111MODULE", "off")
         .env("GOPATH", format!("/usr/share/gocode:{}", dir.display()))
-        .env("GOCACHE", dir.join("cache"))
+        .env("GOCACHE", tmp.join("go-build-cache"))
         .current_dir(&dir)
         .output()
         .unwrap();
