@@ -11,6 +11,7 @@ mod bench;
 mod exit;
 mod gofmt;
 mod output;
+mod snapshot;
 mod v2;
 mod v3;
 

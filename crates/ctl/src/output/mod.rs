@@ -412,6 +412,35 @@ impl Printer {
         }
     }
 
+    /// `snapshot status`: etcdctl's `DBStatus` in every format but protobuf.
+    pub fn db_status(&self, s: &crate::snapshot::DbStatus) -> CtlResult {
+        let row = vec![
+            format!("{:x}", s.hash),
+            s.revision.to_string(),
+            s.total_key.to_string(),
+            crate::gofmt::humanize_bytes(s.total_size.max(0) as u64),
+        ];
+        match self.format {
+            Format::Simple => println!("{}", row.join(", ")),
+            Format::Table => print!(
+                "{}",
+                table::render(&["hash", "revision", "total keys", "total size"], &[row])
+            ),
+            Format::Json => println!(
+                "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}}}",
+                s.hash, s.revision, s.total_key, s.total_size
+            ),
+            Format::Fields => {
+                println!("\"Hash\" : {}", s.hash);
+                println!("\"Revision\" : {}", s.revision);
+                println!("\"Keys\" : {}", s.total_key);
+                println!("\"Size\" : {}", s.total_size);
+            }
+            Format::Protobuf => return Err(unsupported(Format::Protobuf)),
+        }
+        Ok(())
+    }
+
     /// Responses of the auth commands: `simple` is the given line(s), others the message.
     pub fn auth<M: Message>(
         &self,

@@ -133,6 +133,7 @@ const SWITCHES: &[&str] = &[
     "cluster",
     "detail",
     "no-password",
+    "skip-hash-check",
 ];
 
 /// Rewrites `--switch=true` to `--switch` and drops `--switch=false`, as cobra reads them.
@@ -183,6 +184,16 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
     };
     if let Command::Version = cli.command {
         return maintenance::version();
+    }
+    // The offline snapshot commands read and write files only.
+    match &cli.command {
+        Command::Snapshot(maintenance::SnapshotCmd::Status { args }) => {
+            return crate::snapshot::status_cmd(&printer, args)
+        }
+        Command::Snapshot(maintenance::SnapshotCmd::Restore(a)) => {
+            return crate::snapshot::restore(a)
+        }
+        _ => {}
     }
     let settings = cli.global.settings()?;
     match &cli.command {
