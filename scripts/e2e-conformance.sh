@@ -66,7 +66,7 @@ tests=(
 # Client-only features (issue 7): concurrency recipes and mirroring work against any server.
 ctl_tests=(TestCtlV3Lock TestCtlV3Elect TestCtlV3MakeMirror TestCtlV3MakeMirrorModifyDestPrefix
   TestCtlV3MakeMirrorNoDestPrefix)
-# Our etcdctl against the real etcd: auth, alarms, v2 auth.
+# Our etcdctl against the real etcd: auth, alarms, v2 auth, snapshot save/status/restore.
 ref_tests=(TestCtlV3AuthEnable TestCtlV3AuthDisable TestCtlV3AuthWriteKey TestCtlV3AuthRoleUpdate
   TestCtlV3AuthUserDeleteDuringOps TestCtlV3AuthTxn TestCtlV3AuthPrefixPerm TestCtlV3AuthFromKeyPerm
   TestCtlV3AuthAndWatch TestCtlV3AuthLeaseRevoke TestCtlV3AuthRoleGet TestCtlV3AuthUserGet
@@ -74,7 +74,9 @@ ref_tests=(TestCtlV3AuthEnable TestCtlV3AuthDisable TestCtlV3AuthWriteKey TestCt
   TestCtlV3AuthInvalidMgmt TestCtlV3AuthDefrag TestCtlV3AuthEndpointHealth TestCtlV3UserAdd TestCtlV3UserList
   TestCtlV3UserDelete TestCtlV3UserPasswd TestCtlV3RoleAdd TestCtlV3RoleGrant
   TestCtlV3Alarm TestCtlV2GetRoleUser TestCtlV2UserListUsername TestCtlV2UserListRoot TestCtlV2RoleList
-  TestCtlV2AuthWithCommonName TestV2CurlIssue5182)
+  TestCtlV2AuthWithCommonName TestV2CurlIssue5182
+  TestCtlV3Snapshot TestCtlV3SnapshotCorrupt TestCtlV3SnapshotStatusBeforeRestore TestCtlV3AuthSnapshot
+  TestCtlV3AuthSnapshotJWT TestIssue6361)
 regex() { echo "^($(IFS='|'; echo "$*"))\$"; }
 e2e=../shared/conformance/etcd-e2e.sh
 status=0
