@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""CPU cost per request of one workload on a fresh 3-member mutual-TLS cluster.
+
+    scripts/cpu-per-op.py rampart --clients=256 put        # or: etcd --clients=64 range --consistency=l
+    RAMPART=target/release/rampart scripts/cpu-per-op.py rampart put
+
+Starts the cluster the way scripts/bench-vs-etcd.sh does, runs one `rampart bench --duration=10s`
+with the given arguments, and prints the bench's JSON line plus the CPU seconds the three members
+and the bench client used, per request. Throughput moves with whatever else the machine does; CPU
+per request moves much less, so it is the figure to compare when changing the write path.
+Environment: RAMPART (default target/release/rampart), ETCD (default /usr/bin/etcd); ETCD_* variables
+reach the members (e.g. ETCD_SNAPSHOT_COUNT=5000).
+"""
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_vs_etcd as bench  # noqa: E402
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def main():
+    if len(sys.argv) < 3 or sys.argv[1] not in ("rampart", "etcd"):
+        sys.exit(__doc__)
+    system, workload = sys.argv[1], sys.argv[2:]
+    rampart = str(Path(os.environ.get("RAMPART", "target/release/rampart")).resolve())
+    server = rampart if system == "rampart" else os.environ.get("ETCD", "/usr/bin/etcd")
+    work = Path(tempfile.mkdtemp(prefix="cpu-per-op-"))
+    cluster = None
+    try:
+        pki = bench.Pki(rampart, work / "tls")
+        (work / "cluster").mkdir()
+        cluster = bench.Cluster(system, server, pki, work / "cluster")
+        cluster.start("/usr/bin/etcdctl")
+        bench.run(["/usr/bin/etcdctl", f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "put",
+                   "bench-key", "v" * bench.VALUE_SIZE], 30)
+        members_before = [cpu_seconds(p.pid) for p in cluster.procs]
+        client_before = children_cpu()
+        cmd = [rampart, "bench", f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "--conns=16",
+               f"--key-size={bench.KEY_SIZE}", f"--val-size={bench.VALUE_SIZE}",
+               f"--key-space-size={bench.KEY_SPACE}", "--json", "--duration=10s", *workload]
+        out = bench.run(cmd, 120)
+        members = sum(cpu_seconds(p.pid) for p in cluster.procs) - sum(members_before)
+        client = children_cpu() - client_before
+        report = json.loads(out.stdout.strip().splitlines()[-1])
+        ops = max(report["ops"], 1)
+        print(json.dumps(report))
+        print(f"{system}: {report['ops_per_sec']:.0f} ops/s; CPU per request: members "
+              f"{members / ops * 1e6:.1f} us, bench client {client / ops * 1e6:.1f} us")
+    finally:
+        if cluster:
+            cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
