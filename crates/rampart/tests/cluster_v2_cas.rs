@@ -57,7 +57,8 @@ async fn cluster_v2_compare_and_swap_never_loses_an_increment() {
         Some("value=0".into()),
     )
     .await;
-    assert_eq!(status, 200);
+    // A set that creates the key answers 201 Created, as etcd does.
+    assert_eq!(status, 201);
 
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {

@@ -182,8 +182,11 @@ async fn cluster_watch_api_options_behave_as_etcd() {
         "{cancelled:?}"
     );
 
-    // A progress request is answered with the current revision and watch ID -1.
-    let current = put(&mut kv, "other", "x").await;
+    // A progress request is answered with the member's current revision and watch ID -1. The put
+    // goes through the watch's own member: another member acknowledges a write once it applied it,
+    // which may be before this one has.
+    let mut kv_of_watch_member = KvClient::new(channel(&cluster, 0));
+    let current = put(&mut kv_of_watch_member, "other", "x").await;
     s.send(RequestUnion::ProgressRequest(WatchProgressRequest {}))
         .await;
     let progress = s.next().await;
