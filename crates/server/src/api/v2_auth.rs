@@ -223,6 +223,56 @@ async fn replicate(server: &EtcdServer, writes: Vec<AuthWrite>) -> Result<(), Re
     Ok(())
 }
 
+/// The checks of `/v2/auth/users/NAME` and `/v2/auth/roles/NAME`, in etcd's order: the method,
+/// then root access. Some(response) = refused.
+fn refuse_record_request(
+    state: &AuthState,
+    auth: &V2Auth,
+    method: &Method,
+    headers: &HeaderMap,
+    conn: Option<&ConnInfo>,
+) -> Option<Response> {
+    if !matches!(*method, Method::GET | Method::PUT | Method::DELETE) {
+        return Some(method_not_allowed("GET,PUT,DELETE"));
+    }
+    if !has_root_access(state, auth, headers, conn) {
+        return Some(no_auth());
+    }
+    None
+}
+
+/// Replicates a record write and answers with the record (201 when it was created).
+async fn replicate_and_answer<T: Serialize>(
+    server: &EtcdServer,
+    write: AuthWrite,
+    created: bool,
+    record: &T,
+) -> Response {
+    if let Err(r) = replicate(server, vec![write]).await {
+        return r;
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, json_headers(server), encode(record)).into_response()
+}
+
+/// Replicates a decided deletion; etcd answers an empty 200.
+async fn replicate_deletion(
+    server: &EtcdServer,
+    decided: Result<AuthWrite, AuthError>,
+) -> Response {
+    match decided {
+        Err(e) => auth_error(&e),
+        Ok(write) => match replicate(server, vec![write]).await {
+            Ok(()) => (StatusCode::OK, json_headers(server)).into_response(),
+            Err(r) => r,
+        },
+    }
+}
+
 async fn enable(
     State(state): State<AuthState>,
     conn: Option<Extension<ConnInfo>>,
@@ -308,13 +358,11 @@ async fn user(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    if !matches!(method, Method::GET | Method::PUT | Method::DELETE) {
-        return method_not_allowed("GET,PUT,DELETE");
-    }
     let server = &state.server;
     let auth = records(server);
-    if !has_root_access(&state, &auth, &headers, conn.as_deref()) {
-        return no_auth();
+    if let Some(refusal) = refuse_record_request(&state, &auth, &method, &headers, conn.as_deref())
+    {
+        return refusal;
     }
     match method {
         Method::GET => {
@@ -361,23 +409,9 @@ async fn user(
             };
             let mut out = stored.clone();
             out.password.clear();
-            if let Err(r) = replicate(server, vec![write]).await {
-                return r;
-            }
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            (status, json_headers(server), encode(&out)).into_response()
+            replicate_and_answer(server, write, created, &out).await
         }
-        _ => match auth.decide_delete_user(&name) {
-            Err(e) => auth_error(&e),
-            Ok(write) => match replicate(server, vec![write]).await {
-                Ok(()) => (StatusCode::OK, json_headers(server)).into_response(),
-                Err(r) => r,
-            },
-        },
+        _ => replicate_deletion(server, auth.decide_delete_user(&name)).await,
     }
 }
 
@@ -415,13 +449,11 @@ async fn role(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    if !matches!(method, Method::GET | Method::PUT | Method::DELETE) {
-        return method_not_allowed("GET,PUT,DELETE");
-    }
     let server = &state.server;
     let auth = records(server);
-    if !has_root_access(&state, &auth, &headers, conn.as_deref()) {
-        return no_auth();
+    if let Some(refusal) = refuse_record_request(&state, &auth, &method, &headers, conn.as_deref())
+    {
+        return refusal;
     }
     match method {
         Method::GET => match auth.role(&name) {
@@ -443,22 +475,8 @@ async fn role(
                 unreachable!("a role write stores a role")
             };
             let out = stored.clone();
-            if let Err(r) = replicate(server, vec![write]).await {
-                return r;
-            }
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            (status, json_headers(server), encode(&out)).into_response()
+            replicate_and_answer(server, write, created, &out).await
         }
-        _ => match auth.decide_delete_role(&name) {
-            Err(e) => auth_error(&e),
-            Ok(write) => match replicate(server, vec![write]).await {
-                Ok(()) => (StatusCode::OK, json_headers(server)).into_response(),
-                Err(r) => r,
-            },
-        },
+        _ => replicate_deletion(server, auth.decide_delete_role(&name)).await,
     }
 }
