@@ -244,6 +244,34 @@ pub async fn connect_channel(
     }
 }
 
+/// Why a TLS server refused us after our side of the handshake finished, if it did. With TLS 1.3
+/// a server checks our client certificate only after the client's handshake completed, so its
+/// refusal (an alert) can race the first call, which then fails as "operation was canceled" or a
+/// broken connection. A fresh handshake followed by one read picks up the alert itself; a server
+/// that accepted us just waits for our HTTP/2 preface, so the read is bounded by `wait`.
+pub async fn explain_refusal(url: &str, tls: &ClientTls, wait: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let (use_tls, host, port) = parse_target(url, true).ok()?;
+    if !use_tls {
+        return None;
+    }
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .ok()?;
+        let mut stream = match tls.connect(&host, tcp).await {
+            Ok(s) => s,
+            Err(e) => return Some(crate::explain::explain_connect_error(url, &e)),
+        };
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte).await {
+            Err(e) => Some(crate::explain::explain_connect_error(url, &e)),
+            Ok(_) => None,
+        }
+    };
+    tokio::time::timeout(wait, attempt).await.ok().flatten()
+}
+
 /// A channel that connects on first use and reconnects by itself (for long-lived peers).
 pub fn connect_channel_lazy(url: &str, tls: Option<&ClientTls>) -> Result<Channel, TlsError> {
     let (endpoint, connector) = endpoint(url, tls)?;

@@ -21,7 +21,9 @@ mod verify;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use client::{connect_channel, connect_channel_lazy, ClientTls, ClientTlsOptions};
+pub use client::{
+    connect_channel, connect_channel_lazy, explain_refusal, ClientTls, ClientTlsOptions,
+};
 pub use incoming::{Conn, ConnInfo, TlsIncoming};
 pub use server::ServerTls;
 

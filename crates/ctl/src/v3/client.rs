@@ -174,6 +174,9 @@ impl Client {
         match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => {
+                if let Some(explained) = self.explain_refusal(&status).await {
+                    return Err(CtlError::error(explained));
+                }
                 // Connection and TLS failures get their one-line explanation only.
                 if !matches!(status.code(), Code::Unavailable | Code::Unknown) {
                     retry_warning(&self.endpoint, &status);
@@ -184,6 +187,29 @@ impl Client {
         }
     }
 }
+
+impl Client {
+    /// A call that died with its connection (canceled underneath us, or unavailable without a
+    /// TLS reason in its error) over TLS: asks a fresh handshake why the server refused us, so a
+    /// missing client certificate is named whichever way the race with the alert went.
+    async fn explain_refusal(&self, status: &Status) -> Option<String> {
+        let unexplained = match status.code() {
+            Code::Cancelled => true,
+            Code::Unavailable | Code::Unknown => {
+                status_text(&self.endpoint, status).starts_with("rpc error:")
+            }
+            _ => false,
+        };
+        if !unexplained || !wants_tls(&self.endpoint, &self.settings) {
+            return None;
+        }
+        let tls = ClientTls::new(self.settings.tls.clone().unwrap_or_default()).ok()?;
+        rampart_tls::explain_refusal(&self.endpoint, &tls, REFUSAL_PROBE_WAIT).await
+    }
+}
+
+/// How long the refusal probe waits for a server's alert after its handshake.
+const REFUSAL_PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// clientv3's retry interceptor logs every failed unary call as a zap warning on stderr;
 /// scripts and etcd's own tests look for it ("retrying of unary invoker failed").
