@@ -118,7 +118,7 @@ pub const FLAGS: &[Flag] = &[
     ),
     text("experimental-watch-progress-notify-interval", "10m", true),
     text("experimental-warning-apply-duration", "100ms", false),
-    boolean("force-new-cluster", "false", false),
+    boolean("force-new-cluster", "false", true),
     boolean("debug", "false", true),
     text("log-package-levels", "", false),
     text("config-file", "", true),

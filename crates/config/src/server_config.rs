@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub log_outputs: Vec<String>,
     pub logger: String,
     pub enable_v2: bool,
+    /// `--force-new-cluster`: restart this member's data as a one-member cluster.
+    pub force_new_cluster: bool,
     pub proxy: String,
     pub insecure_allow_plaintext: bool,
     /// Every explicitly set value, by flag name (for features that read their own flags).
@@ -236,6 +238,7 @@ impl ServerConfig {
             log_outputs: list(&get("log-outputs")),
             logger: get("logger"),
             enable_v2: flag_on("enable-v2"),
+            force_new_cluster: flag_on("force-new-cluster"),
             proxy: get("proxy"),
             insecure_allow_plaintext: flag_on("insecure-allow-plaintext"),
             values: values.clone(),

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod apply_loop;
 pub mod bootstrap;
+pub mod conf_recovery;
 pub mod errors;
 pub mod etcdserver;
 pub mod ids;

@@ -39,6 +39,8 @@ pub struct ServerSettings {
     pub watch_progress_notify_interval: Duration,
     /// Serve etcd's v2 API (`--enable-v2`).
     pub enable_v2: bool,
+    /// `--force-new-cluster`: drop every other member and start as a one-member cluster.
+    pub force_new_cluster: bool,
 }
 
 impl ServerSettings {
@@ -98,6 +100,7 @@ pub fn from_config(c: &rampart_config::ServerConfig) -> Result<ServerSettings, c
             None => DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
         },
         enable_v2: c.enable_v2,
+        force_new_cluster: c.force_new_cluster,
     })
 }
 
