@@ -110,6 +110,41 @@ impl Store {
         })
     }
 
+    /// Empties the v3 key space (keys, history, leases, revisions) and keeps the v2 key space and
+    /// the applied index: what `etcdctl backup` without `--with-v3` keeps.
+    pub fn drop_v3_data(&mut self) -> Result<(), MvccError> {
+        let path = self.path.clone();
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.delete_table(KV)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.delete_table(REVS)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.delete_table(LEASES)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.open_table(KV)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.open_table(REVS)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.open_table(LEASES)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| MvccError::backend(&path, e))?;
+            meta.remove(META_CURRENT_REV)
+                .map_err(|e| MvccError::backend(&path, e))?;
+            meta.remove(META_COMPACT_REV)
+                .map_err(|e| MvccError::backend(&path, e))?;
+        }
+        txn.commit().map_err(|e| MvccError::backend(&path, e))?;
+        Ok(())
+    }
+
     /// Rewrites the backend file without its free pages (etcd's defragment); the caller holds off
     /// writers. Retries briefly while short-lived readers finish.
     pub fn defragment(&mut self) -> Result<(), MvccError> {

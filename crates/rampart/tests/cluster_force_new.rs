@@ -21,6 +21,26 @@ fn wait_serving(cluster: &Cluster, i: usize) {
     }
 }
 
+/// Waits until member `i` has applied `count` keys named `key-*`.
+fn wait_keys(cluster: &Cluster, i: usize, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = cluster.ctl(
+            i,
+            &["get", "--consistency=s", "--prefix", "key-", "--keys-only"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.lines().filter(|l| !l.is_empty()).count() == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {i} did not catch up: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn cluster_force_new_cluster_recovers_one_member_with_its_data() {
     // A small snapshot count puts a snapshot (with the three-member configuration) in the WAL.
@@ -28,6 +48,8 @@ fn cluster_force_new_cluster_recovers_one_member_with_its_data() {
     for i in 0..30 {
         cluster.ctl_ok(i % 3, &["put", &format!("key-{i}"), &format!("v{i}")]);
     }
+    // The member forced alone must hold the data: a follower may not have every write yet.
+    wait_keys(&cluster, 0, 30);
     for i in 0..3 {
         cluster.kill(i);
     }
@@ -61,16 +83,22 @@ fn cluster_restart_after_removals_uses_the_configuration_at_the_applied_index() 
     for i in 0..30 {
         cluster.ctl_ok(0, &["put", &format!("key-{i}"), "v"]);
     }
-    // Remove members 1 and 2 after the last snapshot: member 0 is the whole cluster.
+    // Remove members 1 and 2 after the last snapshot: member 0 is the whole cluster. It leads
+    // first, so no removal waits for an election.
     let list = cluster.ctl_ok(0, &["member", "list"]);
-    for name in ["m1", "m2"] {
-        let id = list
-            .lines()
+    let id_of = |name: &str| {
+        list.lines()
             .find(|l| l.contains(&format!(", {name}, ")))
             .and_then(|l| l.split(',').next())
             .unwrap_or_else(|| panic!("{name} in {list}"))
-            .to_string();
-        cluster.ctl_ok(0, &["member", "remove", &id]);
+            .to_string()
+    };
+    let leader = cluster.leader();
+    if leader != 0 {
+        cluster.ctl_ok(leader, &["move-leader", &id_of("m0")]);
+    }
+    for name in ["m1", "m2"] {
+        cluster.ctl_ok(0, &["member", "remove", &id_of(name)]);
     }
     cluster.kill(1);
     cluster.kill(2);

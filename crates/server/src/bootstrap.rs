@@ -59,22 +59,16 @@ impl DataDir {
 
 /// WAL metadata: the member and cluster this log belongs to.
 fn encode_metadata(member_id: u64, cluster_id: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(16);
-    m.extend_from_slice(&member_id.to_be_bytes());
-    m.extend_from_slice(&cluster_id.to_be_bytes());
-    m
+    rampart_wal::encode_member_metadata(member_id, cluster_id)
 }
 
 fn decode_metadata(bytes: &[u8], wal_dir: &Path) -> Result<(u64, u64), ServerError> {
-    if bytes.len() != 16 {
-        return Err(ServerError::Config(format!(
+    rampart_wal::decode_member_metadata(bytes).ok_or_else(|| {
+        ServerError::Config(format!(
             "the WAL in {} has no member metadata: it was not written by rampart",
             wal_dir.display()
-        )));
-    }
-    let member = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let cluster = u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes"));
-    Ok((member, cluster))
+        ))
+    })
 }
 
 /// The members the flags describe (`--initial-cluster`), with etcd's IDs.
