@@ -47,7 +47,7 @@ pub const FLAGS: &[Flag] = &[
     text("listen-client-urls", "http://localhost:2379", true),
     text("max-snapshots", "5", false),
     text("max-wals", "5", false),
-    text("quota-backend-bytes", "0", false),
+    text("quota-backend-bytes", "0", true),
     text("backend-batch-interval", "", false),
     text("backend-batch-limit", "0", false),
     text("max-txn-ops", "128", true),

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub snapshot_count: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// `--quota-backend-bytes`: 0 = etcd's default (2 GiB), negative = no quota.
+    pub quota_backend_bytes: i64,
     pub client_tls: TlsSettings,
     pub peer_tls: TlsSettings,
     pub cipher_suites: Vec<String>,
@@ -226,6 +228,7 @@ impl ServerConfig {
             snapshot_count: number("snapshot-count", &get("snapshot-count"))?,
             max_request_bytes: number("max-request-bytes", &get("max-request-bytes"))?,
             max_txn_ops: number("max-txn-ops", &get("max-txn-ops"))?,
+            quota_backend_bytes: number("quota-backend-bytes", &get("quota-backend-bytes"))?,
             client_tls,
             peer_tls,
             cipher_suites: list(&get("cipher-suites")),

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod leases;
 pub mod listen;
 pub mod membership;
+pub mod quota;
 pub mod run;
 pub mod settings;
 pub mod watch;

@@ -3,12 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rampart_apply::Response as ApplyResponse;
+use rampart_proto::etcdserverpb::alarm_request::AlarmAction;
 use rampart_proto::etcdserverpb::maintenance_server::Maintenance;
 use rampart_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    AlarmMember, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
     HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
     SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use rampart_proto::internal::raft_request::Request as Op;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -28,16 +31,39 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    /// No alarm can be raised yet (there is no space quota), so the list is truthfully empty and
-    /// deactivating one is a no-op, as etcd answers for an alarm that is not set.
+    /// GET lists what this member has applied; ACTIVATE and DEACTIVATE go through Raft.
     async fn alarm(
         &self,
-        _request: Request<AlarmRequest>,
+        request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        Ok(Response::new(AlarmResponse {
-            header: Some(self.server.current_header()),
-            alarms: vec![],
-        }))
+        let req = request.into_inner();
+        if req.action == AlarmAction::Get as i32 {
+            let alarms = self
+                .server
+                .applier
+                .read()
+                .expect("applier")
+                .alarms()
+                .read()
+                .expect("alarms")
+                .iter()
+                .map(|(member_id, alarm)| AlarmMember {
+                    member_id: *member_id,
+                    alarm: *alarm,
+                })
+                .collect();
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.server.current_header()),
+                alarms,
+            }));
+        }
+        match self.server.propose(Op::Alarm(req)).await? {
+            ApplyResponse::Alarm(mut resp) => {
+                resp.header = Some(self.server.current_header());
+                Ok(Response::new(resp))
+            }
+            _ => Err(Status::internal("unexpected response to an alarm request")),
+        }
     }
 
     async fn status(
