@@ -23,7 +23,7 @@ tests=(
   TestCtlV3MemberList TestCtlV3MemberListNoTLS TestCtlV3MemberListClientTLS TestCtlV3MemberListClientAutoTLS
   TestCtlV3MemberListPeerTLS
   TestCtlV3MoveLeaderScenarios TestCtlV3Version TestCtlV3DialWithHTTPScheme TestV3CurlCipherSuitesMismatch
-  TestCtlV3Alarm
+  TestCtlV3Alarm TestCtlV3Snapshot TestCtlV3SnapshotCorrupt TestCtlV3SnapshotStatusBeforeRestore
   # Lease and Watch (issue 3)
   TestCtlV3PutIgnoreLease
   TestCtlV3LeaseGrantTimeToLive TestCtlV3LeaseGrantTimeToLiveNoTLS TestCtlV3LeaseGrantTimeToLiveClientTLS
