@@ -76,7 +76,8 @@ ref_tests=(TestCtlV3AuthEnable TestCtlV3AuthDisable TestCtlV3AuthWriteKey TestCt
   TestCtlV3Alarm TestCtlV2GetRoleUser TestCtlV2UserListUsername TestCtlV2UserListRoot TestCtlV2RoleList
   TestCtlV2AuthWithCommonName TestV2CurlIssue5182
   TestCtlV3Snapshot TestCtlV3SnapshotCorrupt TestCtlV3SnapshotStatusBeforeRestore TestCtlV3AuthSnapshot
-  TestCtlV3AuthSnapshotJWT TestIssue6361)
+  TestCtlV3AuthSnapshotJWT TestIssue6361
+  TestCtlV2Backup TestCtlV2BackupSnapshot TestCtlV2BackupV3 TestCtlV2BackupV3Snapshot TestCtlV3Migrate)
 regex() { echo "^($(IFS='|'; echo "$*"))\$"; }
 e2e=../shared/conformance/etcd-e2e.sh
 status=0

@@ -3,6 +3,20 @@
 
 use std::time::Duration;
 
+/// A line as Go's standard `log` package prints it: `2006/01/02 15:04:05 message` (UTC).
+pub fn go_log(message: &str) -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02} {message}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// Go's `strconv.Quote` / `%q` of a byte string.
 pub fn quote(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() + 2);
