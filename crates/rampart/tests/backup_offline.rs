@@ -138,7 +138,13 @@ fn backup_of_a_real_etcd_data_dir_restarts_with_force_new_cluster() {
     etcd.stop();
     let snaps = std::fs::read_dir(src.join("member/snap"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "snap")
+        })
         .count();
     assert!(snaps > 0, "etcd took no snapshot");
     let before = tree(&src);
@@ -165,7 +171,10 @@ fn backup_of_a_real_etcd_data_dir_restarts_with_force_new_cluster() {
     for dir in [&plain, &with_v3] {
         use std::os::unix::fs::PermissionsExt;
         for sub in ["member/snap", "member/wal"] {
-            let mode = std::fs::metadata(dir.join(sub)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join(sub))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o700, "{sub}");
         }
         let db = std::fs::metadata(dir.join("member/snap/db")).unwrap();
@@ -174,10 +183,20 @@ fn backup_of_a_real_etcd_data_dir_restarts_with_force_new_cluster() {
     // A second backup into the same place is refused, as etcdctl refuses it.
     let again = ours(
         "2",
-        &["backup", "--data-dir", src.to_str().unwrap(), "--backup-dir", plain.to_str().unwrap()],
+        &[
+            "backup",
+            "--data-dir",
+            src.to_str().unwrap(),
+            "--backup-dir",
+            plain.to_str().unwrap(),
+        ],
     );
     assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again.stderr).contains("to be empty"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("to be empty"),
+        "{}",
+        text(&again.stderr)
+    );
 
     for (dir, v3) in [(&plain, false), (&with_v3, true)] {
         let etcd = Etcd::start(dir, &["--force-new-cluster"]);
@@ -217,7 +236,10 @@ fn migrate_turns_a_real_etcds_v2_keys_into_v3_keys() {
         "using default transformer\nfinished transforming keys\n"
     );
     let etcd = Etcd::start(&dir, &[]);
-    assert_eq!(etcd.ok("3", &["get", "/foo_1", "--print-value-only"]), "bar_1");
+    assert_eq!(
+        etcd.ok("3", &["get", "/foo_1", "--print-value-only"]),
+        "bar_1"
+    );
     // Revisions continue from the last key's v2 index (a directory is no key, no revision).
     let put = etcd.ok("3", &["put", "test", "value", "-w", "json"]);
     let expected = format!("\"revision\":{}", foo2_index + 1);

@@ -25,8 +25,8 @@ use rampart_bbolt::{Db, Value};
 
 use crate::exit::{CtlError, CtlResult, ExitCode};
 
-pub use restore::{restore, RestoreArgs};
 pub(crate) use restore::{create_dir_all, read_buckets};
+pub use restore::{restore, RestoreArgs};
 
 /// etcdctl's `snapshot.Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

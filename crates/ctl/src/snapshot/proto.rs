@@ -162,10 +162,17 @@ fn take<'a>(b: &'a [u8], pos: &mut usize, n: u64) -> Result<&'a [u8], DecodeErro
 }
 
 /// One field's value of wire type `wire`, starting at `*pos`.
-fn read_value<'a>(b: &'a [u8], pos: &mut usize, field: u64, wire: u64) -> Result<Wire<'a>, DecodeError> {
+fn read_value<'a>(
+    b: &'a [u8],
+    pos: &mut usize,
+    field: u64,
+    wire: u64,
+) -> Result<Wire<'a>, DecodeError> {
     Ok(match wire {
         0 => Wire::Varint(read_varint(b, pos)?),
-        1 => Wire::Fixed64(u64::from_le_bytes(take(b, pos, 8)?.try_into().unwrap_or_default())),
+        1 => Wire::Fixed64(u64::from_le_bytes(
+            take(b, pos, 8)?.try_into().unwrap_or_default(),
+        )),
         2 => {
             let len = read_varint(b, pos)?;
             Wire::Bytes(take(b, pos, len)?)
@@ -185,7 +192,9 @@ fn read_value<'a>(b: &'a [u8], pos: &mut usize, field: u64, wire: u64) -> Result
             }
             Wire::Group
         }
-        5 => Wire::Fixed32(u32::from_le_bytes(take(b, pos, 4)?.try_into().unwrap_or_default())),
+        5 => Wire::Fixed32(u32::from_le_bytes(
+            take(b, pos, 4)?.try_into().unwrap_or_default(),
+        )),
         other => return Err(DecodeError::IllegalWireType(other)),
     })
 }

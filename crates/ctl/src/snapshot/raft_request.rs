@@ -28,7 +28,9 @@ pub struct V2Request {
 pub enum Payload {
     V2(V2Request),
     /// An `InternalRaftRequest` without a v2 request; `has_header` for v3 requests.
-    Internal { has_header: bool },
+    Internal {
+        has_header: bool,
+    },
 }
 
 /// Wire types of `etcdserverpb.Request`'s fields.
@@ -151,16 +153,25 @@ mod tests {
         proto::uint(&mut wrapped, 1, 9);
         proto::bytes(&mut wrapped, 2, &request("PUT", "/0/version"));
         assert!(matches!(decode(&wrapped).unwrap(), Payload::V2(r) if r.path == "/0/version"));
-        assert_eq!(decode(&[]).unwrap(), Payload::Internal { has_header: false });
+        assert_eq!(
+            decode(&[]).unwrap(),
+            Payload::Internal { has_header: false }
+        );
         assert!(decode(&[0x0a, 0x05, 1]).is_err());
     }
 
     #[test]
     fn member_attribute_paths_match_etcds_pattern() {
-        assert!(is_member_attributes("/0/members/8e9e05c52164694d/attributes"));
+        assert!(is_member_attributes(
+            "/0/members/8e9e05c52164694d/attributes"
+        ));
         assert!(is_member_attributes("/x/0/members/a/attributes/y"));
-        assert!(!is_member_attributes("/0/members/8e9e05c52164694d/raftAttributes"));
-        assert!(!is_member_attributes("/0/members/18e9e05c52164694d/attributes"));
+        assert!(!is_member_attributes(
+            "/0/members/8e9e05c52164694d/raftAttributes"
+        ));
+        assert!(!is_member_attributes(
+            "/0/members/18e9e05c52164694d/attributes"
+        ));
         assert!(!is_member_attributes("/0/members//attributes"));
         assert!(!is_member_attributes("/1/foo"));
     }

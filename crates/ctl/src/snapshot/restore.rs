@@ -328,7 +328,10 @@ fn save_db(t: &Target, members: u64) -> Result<(), RestoreError> {
 }
 
 /// The top-level buckets and their key/values, borrowed from the snapshot.
-pub(crate) fn read_buckets<'a>(db: &'a Db, db_path: &Path) -> Result<Vec<BucketSlices<'a>>, RestoreError> {
+pub(crate) fn read_buckets<'a>(
+    db: &'a Db,
+    db_path: &Path,
+) -> Result<Vec<BucketSlices<'a>>, RestoreError> {
     let bad = |source| RestoreError::Database {
         path: db_path.display().to_string(),
         source,

@@ -128,15 +128,29 @@ fn read_snap(bytes: &[u8]) -> Option<(Vec<u8>, u64, u64)> {
         _ => None,
     })
     .ok()?;
-    let crc = outer.iter().rev().find(|f| f.0 == 1).map(|f| f.1.varint() as u32)?;
+    let crc = outer
+        .iter()
+        .rev()
+        .find(|f| f.0 == 1)
+        .map(|f| f.1.varint() as u32)?;
     let data = outer.iter().rev().find(|f| f.0 == 2).map(|f| f.1.bytes())?;
     if data.is_empty() || crc == 0 || crc32c::crc32c(data) != crc {
         return None;
     }
     let snap = proto::fields(data).ok()?;
     proto::check_wire_types(&snap, |n| (1..=2).contains(&n).then_some(2)).ok()?;
-    let store = snap.iter().rev().find(|f| f.0 == 1).map(|f| f.1.bytes()).unwrap_or(&[]);
-    let meta = snap.iter().rev().find(|f| f.0 == 2).map(|f| f.1.bytes()).unwrap_or(&[]);
+    let store = snap
+        .iter()
+        .rev()
+        .find(|f| f.0 == 1)
+        .map(|f| f.1.bytes())
+        .unwrap_or(&[]);
+    let meta = snap
+        .iter()
+        .rev()
+        .find(|f| f.0 == 2)
+        .map(|f| f.1.bytes())
+        .unwrap_or(&[]);
     let meta = proto::fields(meta).ok()?;
     proto::check_wire_types(&meta, |n| match n {
         1 => Some(2),
@@ -144,7 +158,13 @@ fn read_snap(bytes: &[u8]) -> Option<(Vec<u8>, u64, u64)> {
         _ => None,
     })
     .ok()?;
-    let field = |n| meta.iter().rev().find(|f| f.0 == n).map(|f| f.1.varint()).unwrap_or(0);
+    let field = |n| {
+        meta.iter()
+            .rev()
+            .find(|f| f.0 == n)
+            .map(|f| f.1.varint())
+            .unwrap_or(0)
+    };
     Some((store.to_vec(), field(2), field(3)))
 }
 
@@ -172,7 +192,10 @@ pub fn load_newest(dir: &Path) -> Result<Option<LoadedSnap>, String> {
                 term,
             }));
         }
-        eprintln!("{}", crate::gofmt::go_log(&format!("skipped the unreadable snapshot file {name}")));
+        eprintln!(
+            "{}",
+            crate::gofmt::go_log(&format!("skipped the unreadable snapshot file {name}"))
+        );
     }
     Ok(None)
 }

@@ -274,7 +274,12 @@ struct Reader {
 }
 
 impl Reader {
-    fn segment(&mut self, path: &Path, data: &[u8], last: bool) -> Result<SegmentEnd, WalReadError> {
+    fn segment(
+        &mut self,
+        path: &Path,
+        data: &[u8],
+        last: bool,
+    ) -> Result<SegmentEnd, WalReadError> {
         let malformed = |what, source| WalReadError::Malformed {
             path: path.to_path_buf(),
             what,
@@ -367,7 +372,11 @@ impl Reader {
                     self.out.snapshot_found = true;
                 }
             }
-            _ => return Err(Applied::Wal(WalReadError::UnknownRecordType(rec.record_type))),
+            _ => {
+                return Err(Applied::Wal(WalReadError::UnknownRecordType(
+                    rec.record_type,
+                )))
+            }
         }
         Ok(())
     }
@@ -429,7 +438,14 @@ mod tests {
         write_log(&dir, &entries, &proto::hard_state(1, 5, 3));
         let got = read_all(&dir, SnapshotPos::default()).unwrap();
         assert_eq!(got.metadata, proto::metadata(7, 9));
-        assert_eq!(got.state, HardState { term: 1, vote: 5, commit: 3 });
+        assert_eq!(
+            got.state,
+            HardState {
+                term: 1,
+                vote: 5,
+                commit: 3
+            }
+        );
         assert!(got.snapshot_found);
         assert_eq!(got.entries.len(), 3);
         assert_eq!(got.entries[2].data.as_deref(), Some(&b"data3"[..]));
@@ -473,13 +489,23 @@ mod tests {
         assert_eq!(got.state, HardState::default());
         // Cut mid-frame: the same.
         std::fs::write(&seg, &clean[..last_entry + 12]).unwrap();
-        assert_eq!(read_all(&dir, SnapshotPos::default()).unwrap().entries.len(), 2);
+        assert_eq!(
+            read_all(&dir, SnapshotPos::default())
+                .unwrap()
+                .entries
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn picks_segments_from_the_snapshot_on() {
         let tmp = tempfile::tempdir().unwrap();
-        for n in ["0000000000000000-0000000000000000.wal", "0000000000000001-0000000000000010.wal", "x.wal.tmp"] {
+        for n in [
+            "0000000000000000-0000000000000000.wal",
+            "0000000000000001-0000000000000010.wal",
+            "x.wal.tmp",
+        ] {
             std::fs::write(tmp.path().join(n), b"").unwrap();
         }
         let picked = select_segments(tmp.path(), 0x10).unwrap();

@@ -119,10 +119,7 @@ fn load_wal(dir: &Path, walsnap: SnapshotPos, with_v3: bool) -> Result<KeptLog, 
     let (entries, removed) = filter_entries(read.entries, with_v3)?;
     let mut state = read.state;
     state.commit = state.commit.saturating_sub(removed);
-    Ok(KeptLog {
-        state,
-        entries,
-    })
+    Ok(KeptLog { state, entries })
 }
 
 /// Drops membership changes, member-attribute updates and, unless `with_v3`, v3 requests;
@@ -191,7 +188,8 @@ fn save_db(src: &Path, dest: &Path, commit: u64, with_v3: bool) -> Result<(), St
         .open(dest)
         .map_err(|e| os_err("open", dest, &e))?;
     let mut w = std::io::BufWriter::new(f);
-    rampart_bbolt::write_buckets(&mut w, &buckets).map_err(|e| format!("{}: {e}", dest.display()))?;
+    rampart_bbolt::write_buckets(&mut w, &buckets)
+        .map_err(|e| format!("{}: {e}", dest.display()))?;
     let f = w
         .into_inner()
         .map_err(|e| os_err("write", dest, e.error()))?;
@@ -289,7 +287,10 @@ mod tests {
         );
         let (kept, removed) = filter_entries(log, true).unwrap();
         assert_eq!(removed, 2);
-        assert_eq!(kept.iter().map(|e| e.index).collect::<Vec<_>>(), [5, 6, 7, 8]);
+        assert_eq!(
+            kept.iter().map(|e| e.index).collect::<Vec<_>>(),
+            [5, 6, 7, 8]
+        );
         assert_eq!(kept[1].data, v3());
     }
 

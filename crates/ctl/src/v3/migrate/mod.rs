@@ -184,7 +184,12 @@ fn run_transformer(program: &str, nodes: &[NodeRepr]) -> CtlResult<Vec<KeyValue>
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| CtlError::error(format!("fork/exec {program}: {}", snapshot::go_os_error(&e))))?;
+        .map_err(|e| {
+            CtlError::error(format!(
+                "fork/exec {program}: {}",
+                snapshot::go_os_error(&e)
+            ))
+        })?;
     let mut stdin = child.stdin.take();
     let input: String = nodes.iter().map(node_json).collect();
     let writer = std::thread::spawn(move || {
@@ -248,7 +253,13 @@ fn lock(db: &Path) -> Result<Option<std::fs::File>, String> {
     let f = match std::fs::File::open(db) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("open {}: {}", db.display(), snapshot::go_os_error(&e))),
+        Err(e) => {
+            return Err(format!(
+                "open {}: {}",
+                db.display(),
+                snapshot::go_os_error(&e)
+            ))
+        }
     };
     // SAFETY: flock on a descriptor we own.
     let busy = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
@@ -338,27 +349,44 @@ mod tests {
             0,
             Some(vec![
                 node("/1/a", Some("x"), 4, None),
-                node("/1/d", None, 5, Some(vec![node("/1/d/b", Some("<y>"), 6, None)])),
+                node(
+                    "/1/d",
+                    None,
+                    5,
+                    Some(vec![node("/1/d/b", Some("<y>"), 6, None)]),
+                ),
             ]),
         );
         let mut flat = Vec::new();
         flatten(tree, false, &mut flat);
         let keys: Vec<&str> = flat.iter().map(|n| n.key.as_str()).collect();
         assert_eq!(keys, ["/", "/a", "/d", "/d/b"]);
-        assert_eq!(node_json(&flat[3]), r#"{"key":"/d/b","value":"\u003cy\u003e","modifiedIndex":6,"createdIndex":6}"#);
+        assert_eq!(
+            node_json(&flat[3]),
+            r#"{"key":"/d/b","value":"\u003cy\u003e","modifiedIndex":6,"createdIndex":6}"#
+        );
         let kvs: Vec<KeyValue> = flat.iter().filter_map(transform).collect();
         assert_eq!(kvs.len(), 2);
         assert_eq!(kvs[1].key, b"/d/b");
-        assert_eq!((kvs[1].create_revision, kvs[1].mod_revision, kvs[1].version), (6, 6, 1));
+        assert_eq!(
+            (kvs[1].create_revision, kvs[1].mod_revision, kvs[1].version),
+            (6, 6, 1)
+        );
         let bytes = kvs[0].encode();
-        assert_eq!(bytes, [0x0a, 2, b'/', b'a', 0x10, 4, 0x18, 4, 0x20, 1, 0x2a, 1, b'x']);
+        assert_eq!(
+            bytes,
+            [0x0a, 2, b'/', b'a', 0x10, 4, 0x18, 4, 0x20, 1, 0x2a, 1, b'x']
+        );
         assert_eq!(KeyValue::decode(&bytes).unwrap(), kvs[0]);
         let mut framed = (bytes.len() as u64).to_le_bytes().to_vec();
         framed.extend_from_slice(&bytes);
         let mut r = &framed[..];
         assert_eq!(read_frame(&mut r).unwrap(), Some(kvs[0].clone()));
         assert_eq!(read_frame(&mut r).unwrap(), None);
-        assert_eq!(rev_key(4), [0, 0, 0, 0, 0, 0, 0, 4, b'_', 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            rev_key(4),
+            [0, 0, 0, 0, 0, 0, 0, 4, b'_', 0, 0, 0, 0, 0, 0, 0, 0]
+        );
     }
 
     #[test]
@@ -379,6 +407,9 @@ mod tests {
         let names: Vec<&[u8]> = buckets.iter().map(|b| b.0).collect();
         assert_eq!(names, [&b"key"[..], b"meta"]);
         assert_eq!(buckets[0].1, vec![(&rev_key(4)[..], &kv.encode()[..])]);
-        assert_eq!(buckets[1].1, vec![(&b"consistent_index"[..], &9u64.to_be_bytes()[..])]);
+        assert_eq!(
+            buckets[1].1,
+            vec![(&b"consistent_index"[..], &9u64.to_be_bytes()[..])]
+        );
     }
 }

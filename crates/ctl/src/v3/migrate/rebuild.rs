@@ -55,7 +55,8 @@ pub fn rebuild(snap_dir: &Path, wal_dir: &Path) -> Result<Rebuilt, String> {
     for e in &log.entries {
         let data = e.data.as_deref().unwrap_or_default();
         if e.entry_type == ENTRY_CONF_CHANGE {
-            apply_conf_change(&mut store, data).map_err(|err| format!("raft entry {}: {err}", e.index))?;
+            apply_conf_change(&mut store, data)
+                .map_err(|err| format!("raft entry {}: {err}", e.index))?;
             continue;
         }
         match raft_request::decode(data).map_err(|err| format!("raft entry {}: {err}", e.index))? {
@@ -206,14 +207,22 @@ fn members(store: &V2Store) -> Vec<(String, Vec<String>, bool)> {
             .and_then(|n| n.value)
             .and_then(|v| serde_json::from_str::<Value>(&v).ok())
             .unwrap_or(Value::Null);
-        out.push((id, string_list(&attrs["peerURLs"]), attrs["isLearner"] == true));
+        out.push((
+            id,
+            string_list(&attrs["peerURLs"]),
+            attrs["isLearner"] == true,
+        ));
     }
     out
 }
 
 fn string_list(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -339,8 +348,13 @@ mod tests {
         assert_eq!(st.index(), 4);
         let foo = st.get("/1/foo", false, false, 0).unwrap().node;
         assert_eq!((foo.value.as_deref(), foo.modified_index), (Some("bar"), 4));
-        let attrs = st.get("/0/members/a/raftAttributes", false, false, 0).unwrap();
-        assert_eq!(attrs.node.value.as_deref(), Some(r#"{"peerURLs":["http://a:2380"]}"#));
+        let attrs = st
+            .get("/0/members/a/raftAttributes", false, false, 0)
+            .unwrap();
+        assert_eq!(
+            attrs.node.value.as_deref(),
+            Some(r#"{"peerURLs":["http://a:2380"]}"#)
+        );
         apply_conf_change(&mut st, &conf_change(REMOVE_NODE, 10, "")).unwrap();
         assert_eq!(st.index(), 6);
         assert!(has_node(&st, "/0/removed_members/a"));
