@@ -3,6 +3,22 @@
 
 use std::time::Duration;
 
+/// A line of Go's standard `log` package as etcdctl prints it (capnslog's format, UTC):
+/// `2006-01-02 15:04:05.000000 I | message`.
+pub fn go_log(message: &str) -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06} I | {message}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
 /// Go's `strconv.Quote` / `%q` of a byte string.
 pub fn quote(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() + 2);

@@ -33,6 +33,9 @@ fn cluster_snapshot_save_restores_into_a_real_etcd() {
 
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("snap.db");
+    // The snapshot is the member's own state: a linearizable read there first makes sure it has
+    // applied every write above.
+    cluster.ctl_ok(1, &["get", "a"]);
     let saved = cluster.ctl_ok(1, &["snapshot", "save", snap.to_str().unwrap()]);
     assert!(saved.contains("Snapshot saved at"), "{saved}");
     let status = Command::new(etcdctl_bin())

@@ -5,12 +5,18 @@
 //! and writes the bbolt part). Status reports what etcdctl reports; restore turns a snapshot into
 //! a data directory the real etcd 3.4 starts from: `member/snap/db`, a v2 store snapshot
 //! carrying the new membership, and a WAL bootstrapping the new cluster.
+//!
+//! The readers and writers of etcd's files here (`wal`, `wal_read`, `v2snap`, `proto`,
+//! `raft_request`) also serve the other offline commands on an etcd data dir: `backup` (v2)
+//! and `migrate`.
 
-mod cluster;
-mod proto;
+pub(crate) mod cluster;
+pub(crate) mod proto;
+pub(crate) mod raft_request;
 mod restore;
-mod v2snap;
-mod wal;
+pub(crate) mod v2snap;
+pub(crate) mod wal;
+pub(crate) mod wal_read;
 mod zaplog;
 
 use std::path::Path;
@@ -19,6 +25,7 @@ use rampart_bbolt::{Db, Value};
 
 use crate::exit::{CtlError, CtlResult, ExitCode};
 
+pub(crate) use restore::{create_dir_all, read_buckets};
 pub use restore::{restore, RestoreArgs};
 
 /// etcdctl's `snapshot.Status`.

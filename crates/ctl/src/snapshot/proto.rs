@@ -109,3 +109,145 @@ pub fn wal_record(record_type: u64, crc: u32, data: Option<&[u8]>) -> Vec<u8> {
     }
     b
 }
+
+/// A field's value as read off the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+    /// A (deprecated) group: skipped as gogoproto skips it.
+    Group,
+    Fixed32(u32),
+}
+
+/// Why a message did not decode (gogoproto refuses the same inputs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("proto: unexpected end of message")]
+    UnexpectedEof,
+    #[error("proto: integer overflow")]
+    IntOverflow,
+    #[error("proto: illegal tag {0}")]
+    IllegalTag(u64),
+    #[error("proto: illegal wire type {0}")]
+    IllegalWireType(u64),
+    #[error("proto: wrong wire type for field {0}")]
+    WrongWireType(u32),
+}
+
+/// Reads a varint at `*pos`.
+fn read_varint(b: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos).ok_or(DecodeError::UnexpectedEof)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(DecodeError::IntOverflow)
+}
+
+fn take<'a>(b: &'a [u8], pos: &mut usize, n: u64) -> Result<&'a [u8], DecodeError> {
+    let end = usize::try_from(n)
+        .ok()
+        .and_then(|n| pos.checked_add(n))
+        .filter(|end| *end <= b.len())
+        .ok_or(DecodeError::UnexpectedEof)?;
+    let out = &b[*pos..end];
+    *pos = end;
+    Ok(out)
+}
+
+/// One field's value of wire type `wire`, starting at `*pos`.
+fn read_value<'a>(
+    b: &'a [u8],
+    pos: &mut usize,
+    field: u64,
+    wire: u64,
+) -> Result<Wire<'a>, DecodeError> {
+    Ok(match wire {
+        0 => Wire::Varint(read_varint(b, pos)?),
+        1 => Wire::Fixed64(u64::from_le_bytes(
+            take(b, pos, 8)?.try_into().unwrap_or_default(),
+        )),
+        2 => {
+            let len = read_varint(b, pos)?;
+            Wire::Bytes(take(b, pos, len)?)
+        }
+        3 => {
+            // Fields up to the matching end-group tag.
+            loop {
+                let tag = read_varint(b, pos)?;
+                let (f, w) = (tag >> 3, tag & 7);
+                if w == 4 {
+                    if f != field {
+                        return Err(DecodeError::IllegalTag(tag));
+                    }
+                    break;
+                }
+                read_value(b, pos, f, w)?;
+            }
+            Wire::Group
+        }
+        5 => Wire::Fixed32(u32::from_le_bytes(
+            take(b, pos, 4)?.try_into().unwrap_or_default(),
+        )),
+        other => return Err(DecodeError::IllegalWireType(other)),
+    })
+}
+
+/// The fields of a message in wire order, checked as gogoproto's generated `Unmarshal` checks
+/// them: a truncated field, tag 0 or a stray end-group fails the whole message.
+pub fn fields(b: &[u8]) -> Result<Vec<(u32, Wire<'_>)>, DecodeError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < b.len() {
+        let tag = read_varint(b, &mut pos)?;
+        let (field, wire) = (tag >> 3, tag & 7);
+        if wire == 4 || field == 0 || field > u64::from(u32::MAX >> 3) {
+            return Err(DecodeError::IllegalTag(tag));
+        }
+        out.push((field as u32, read_value(b, &mut pos, field, wire)?));
+    }
+    Ok(out)
+}
+
+/// Checks that known fields carry the wire type their schema gives them (gogoproto fails a
+/// message otherwise); `schema` maps a field number to its wire type, `None` for unknown fields.
+pub fn check_wire_types(
+    fields: &[(u32, Wire<'_>)],
+    schema: impl Fn(u32) -> Option<u64>,
+) -> Result<(), DecodeError> {
+    for (num, value) in fields {
+        let wire = match value {
+            Wire::Varint(_) => 0,
+            Wire::Fixed64(_) => 1,
+            Wire::Bytes(_) => 2,
+            Wire::Group => 3,
+            Wire::Fixed32(_) => 5,
+        };
+        if schema(*num).is_some_and(|expected| expected != wire) {
+            return Err(DecodeError::WrongWireType(*num));
+        }
+    }
+    Ok(())
+}
+
+impl<'a> Wire<'a> {
+    pub fn varint(&self) -> u64 {
+        match self {
+            Wire::Varint(v) => *v,
+            _ => 0,
+        }
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        match self {
+            Wire::Bytes(b) => b,
+            _ => &[],
+        }
+    }
+}

@@ -58,7 +58,7 @@ pub struct RestoreArgs {
 
 /// Why a restore failed, in etcdctl's words where it has some.
 #[derive(Debug, thiserror::Error)]
-enum RestoreError {
+pub(crate) enum RestoreError {
     #[error(transparent)]
     Cluster(#[from] ClusterError),
     #[error("data-dir {} exists", quote(.0.as_bytes()))]
@@ -101,7 +101,7 @@ impl RestoreError {
 }
 
 /// Directories with etcd's private mode (0700).
-pub(super) fn create_dir_all(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_dir_all(path: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -328,7 +328,10 @@ fn save_db(t: &Target, members: u64) -> Result<(), RestoreError> {
 }
 
 /// The top-level buckets and their key/values, borrowed from the snapshot.
-fn read_buckets<'a>(db: &'a Db, db_path: &Path) -> Result<Vec<BucketSlices<'a>>, RestoreError> {
+pub(crate) fn read_buckets<'a>(
+    db: &'a Db,
+    db_path: &Path,
+) -> Result<Vec<BucketSlices<'a>>, RestoreError> {
     let bad = |source| RestoreError::Database {
         path: db_path.display().to_string(),
         source,
@@ -394,14 +397,15 @@ fn save_wal_and_snap(t: &Target, cluster: &Cluster) -> Result<(), RestoreError> 
     let metadata = proto::metadata(me, cluster.id);
     // etcd votes for the lowest member ID in the bootstrap hard state.
     let hard_state = proto::hard_state(BOOTSTRAP_TERM, voters[0], commit);
-    let segment = wal::encode(&wal::Bootstrap {
+    let segments = wal::encode(&wal::Bootstrap {
         metadata: &metadata,
         entries: &entries,
-        hard_state: &hard_state,
+        hard_state: Some(&hard_state),
+        last_index: commit,
         snapshot_index: commit,
         snapshot_term: BOOTSTRAP_TERM,
     });
-    wal::create(&t.wal_dir, &segment).map_err(|e| RestoreError::os("create", &t.wal_dir, &e))?;
+    wal::create(&t.wal_dir, &segments).map_err(|e| RestoreError::os("create", &t.wal_dir, &e))?;
 
     let store = v2snap::store_json(&cluster.members);
     let bytes = v2snap::file_bytes(store.as_bytes(), &voters, commit, BOOTSTRAP_TERM);

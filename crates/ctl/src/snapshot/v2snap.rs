@@ -108,6 +108,98 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// A `.snap` file that loaded: its name, bytes and what the snapshot holds.
+pub struct LoadedSnap {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// The v2 store's JSON.
+    pub data: Vec<u8>,
+    pub index: u64,
+    pub term: u64,
+}
+
+/// Decodes a `.snap` file as etcd's `snap.Read` does; `None` if etcd would find it empty,
+/// corrupt or not a snapshot.
+fn read_snap(bytes: &[u8]) -> Option<(Vec<u8>, u64, u64)> {
+    let outer = proto::fields(bytes).ok()?;
+    proto::check_wire_types(&outer, |n| match n {
+        1 => Some(0),
+        2 => Some(2),
+        _ => None,
+    })
+    .ok()?;
+    let crc = outer
+        .iter()
+        .rev()
+        .find(|f| f.0 == 1)
+        .map(|f| f.1.varint() as u32)?;
+    let data = outer.iter().rev().find(|f| f.0 == 2).map(|f| f.1.bytes())?;
+    if data.is_empty() || crc == 0 || crc32c::crc32c(data) != crc {
+        return None;
+    }
+    let snap = proto::fields(data).ok()?;
+    proto::check_wire_types(&snap, |n| (1..=2).contains(&n).then_some(2)).ok()?;
+    let store = snap
+        .iter()
+        .rev()
+        .find(|f| f.0 == 1)
+        .map(|f| f.1.bytes())
+        .unwrap_or(&[]);
+    let meta = snap
+        .iter()
+        .rev()
+        .find(|f| f.0 == 2)
+        .map(|f| f.1.bytes())
+        .unwrap_or(&[]);
+    let meta = proto::fields(meta).ok()?;
+    proto::check_wire_types(&meta, |n| match n {
+        1 => Some(2),
+        2 | 3 => Some(0),
+        _ => None,
+    })
+    .ok()?;
+    let field = |n| {
+        meta.iter()
+            .rev()
+            .find(|f| f.0 == n)
+            .map(|f| f.1.varint())
+            .unwrap_or(0)
+    };
+    Some((store.to_vec(), field(2), field(3)))
+}
+
+/// The newest `.snap` in `dir` that loads, as etcd's `Snapshotter.Load` picks it (names in
+/// reverse order, unreadable ones skipped); `None` when there is none. Unlike etcd, a broken
+/// file is left as it is (etcd renames it `.broken`): the source data dir is never changed.
+pub fn load_newest(dir: &Path) -> Result<Option<LoadedSnap>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("open {}: {}", dir.display(), super::go_os_error(&e)))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".snap"))
+        .collect();
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    for name in names {
+        let Ok(bytes) = std::fs::read(dir.join(&name)) else {
+            continue;
+        };
+        if let Some((data, index, term)) = read_snap(&bytes) {
+            return Ok(Some(LoadedSnap {
+                name,
+                bytes,
+                data,
+                index,
+                term,
+            }));
+        }
+        eprintln!(
+            "{}",
+            crate::gofmt::go_log(&format!("skipped the unreadable snapshot file {name}"))
+        );
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +223,23 @@ mod tests {
         assert!(json.ends_with(tail));
         assert_eq!(json.matches("null").count(), 999 + 1);
         assert_eq!(file_name(1, 3), "0000000000000001-0000000000000003.snap");
+    }
+
+    #[test]
+    fn the_newest_readable_snap_file_is_loaded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let good = file_bytes(b"{}", &[1], 5, 2);
+        write(tmp.path(), &file_name(2, 5), &good).unwrap();
+        let mut bad = file_bytes(b"{}", &[1], 9, 2);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        write(tmp.path(), &file_name(2, 9), &bad).unwrap();
+        std::fs::write(tmp.path().join("db"), b"x").unwrap();
+        let snap = load_newest(tmp.path()).unwrap().unwrap();
+        assert_eq!((snap.index, snap.term), (5, 2));
+        assert_eq!(snap.data, b"{}");
+        assert_eq!(snap.bytes, good);
+        assert_eq!(snap.name, file_name(2, 5));
+        assert!(load_newest(&tmp.path().join("db2")).is_err());
     }
 }

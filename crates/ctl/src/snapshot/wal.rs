@@ -1,6 +1,8 @@
-//! The WAL a restored member starts from, in etcd 3.4's format: one segment,
+//! A new WAL in etcd 3.4's format, as `wal.Create`, `Save` and `SaveSnapshot` write it (a
+//! restored member starts from one, a backup is one): the segment
 //! `0000000000000000-0000000000000000.wal`, preallocated to etcd's 64 MB segment size, holding
-//! framed `walpb.Record`s whose CRC-32C runs on from one record's data to the next.
+//! framed `walpb.Record`s whose CRC-32C runs on from one record's data to the next; when the
+//! entries fill it, etcd's cut to a second segment. `wal_read` reads them back.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,20 +15,23 @@ pub const SEGMENT_SIZE: u64 = 64 * 1000 * 1000;
 /// The first (and here only) segment's name: sequence 0, first index 0.
 pub const FIRST_SEGMENT: &str = "0000000000000000-0000000000000000.wal";
 
-const METADATA_TYPE: u64 = 1;
-const ENTRY_TYPE: u64 = 2;
-const STATE_TYPE: u64 = 3;
-const CRC_TYPE: u64 = 4;
-const SNAPSHOT_TYPE: u64 = 5;
+/// `walpb.Record` types.
+pub const METADATA_TYPE: u64 = 1;
+pub const ENTRY_TYPE: u64 = 2;
+pub const STATE_TYPE: u64 = 3;
+pub const CRC_TYPE: u64 = 4;
+pub const SNAPSHOT_TYPE: u64 = 5;
 
-/// What a fresh WAL written by a restore holds.
+/// What a fresh WAL holds.
 pub struct Bootstrap<'a> {
     /// `etcdserverpb.Metadata` (node and cluster ID).
     pub metadata: &'a [u8],
     /// Encoded `raftpb.Entry`s.
     pub entries: &'a [Vec<u8>],
-    /// Encoded `raftpb.HardState`.
-    pub hard_state: &'a [u8],
+    /// Encoded `raftpb.HardState`; `None` for an empty one, which etcd does not write.
+    pub hard_state: Option<&'a [u8]>,
+    /// The index of the last entry (the second segment's name starts after it).
+    pub last_index: u64,
     /// The snapshot the member starts from.
     pub snapshot_index: u64,
     pub snapshot_term: u64,
@@ -58,9 +63,21 @@ impl Encoder {
     }
 }
 
-/// The segment's bytes, in the order etcd writes them: CRC, metadata, the empty snapshot
+/// One segment file of a new WAL.
+pub struct Segment {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// Reserved to the full segment size (etcd's open segment); a segment etcd cut is
+    /// truncated to its records.
+    pub preallocate: bool,
+}
+
+/// The segments' bytes, in the order etcd writes them: CRC, metadata, the empty snapshot
 /// marker (`wal.Create`), entries and hard state (`Save`), then the snapshot (`SaveSnapshot`).
-pub fn encode(b: &Bootstrap<'_>) -> Vec<u8> {
+/// When `Save` leaves the segment at or past etcd's segment size, etcd cuts: the next segment
+/// (sequence 1, named after the last index) starts with the CRC so far, the metadata and the
+/// hard state, and the snapshot record goes there.
+pub fn encode(b: &Bootstrap<'_>) -> Vec<Segment> {
     let mut e = Encoder {
         out: Vec::new(),
         crc: 0,
@@ -68,20 +85,47 @@ pub fn encode(b: &Bootstrap<'_>) -> Vec<u8> {
     e.record(CRC_TYPE, None);
     e.record(METADATA_TYPE, Some(b.metadata));
     e.record(SNAPSHOT_TYPE, Some(&proto::wal_snapshot(0, 0)));
-    for entry in b.entries {
-        e.record(ENTRY_TYPE, Some(entry));
+    let mut segments = Vec::new();
+    if !b.entries.is_empty() || b.hard_state.is_some() {
+        for entry in b.entries {
+            e.record(ENTRY_TYPE, Some(entry));
+        }
+        if let Some(hs) = b.hard_state {
+            e.record(STATE_TYPE, Some(hs));
+        }
+        if e.out.len() as u64 >= SEGMENT_SIZE {
+            segments.push(Segment {
+                name: FIRST_SEGMENT.to_string(),
+                bytes: std::mem::take(&mut e.out),
+                preallocate: false,
+            });
+            e.record(CRC_TYPE, None);
+            e.record(METADATA_TYPE, Some(b.metadata));
+            if let Some(hs) = b.hard_state {
+                e.record(STATE_TYPE, Some(hs));
+            }
+        }
     }
-    e.record(STATE_TYPE, Some(b.hard_state));
     e.record(
         SNAPSHOT_TYPE,
         Some(&proto::wal_snapshot(b.snapshot_index, b.snapshot_term)),
     );
-    e.out
+    let name = if segments.is_empty() {
+        FIRST_SEGMENT.to_string()
+    } else {
+        format!("{:016x}-{:016x}.wal", 1, b.last_index + 1)
+    };
+    segments.push(Segment {
+        name,
+        bytes: e.out,
+        preallocate: true,
+    });
+    segments
 }
 
 /// Writes the WAL directory as `wal.Create` does: into `<dir>.tmp`, then renamed into place,
 /// so a crash never leaves a half-written WAL where etcd would find it.
-pub fn create(dir: &Path, segment: &[u8]) -> std::io::Result<()> {
+pub fn create(dir: &Path, segments: &[Segment]) -> std::io::Result<()> {
     let tmp = {
         let mut s = dir.as_os_str().to_os_string();
         s.push(".tmp");
@@ -91,16 +135,18 @@ pub fn create(dir: &Path, segment: &[u8]) -> std::io::Result<()> {
         std::fs::remove_dir_all(&tmp)?;
     }
     super::restore::create_dir_all(&tmp)?;
-    let path = tmp.join(FIRST_SEGMENT);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    preallocate(&f, SEGMENT_SIZE);
-    f.write_all(segment)?;
-    f.sync_all()?;
-    drop(f);
+    for segment in segments {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp.join(&segment.name))?;
+        if segment.preallocate {
+            preallocate(&f, SEGMENT_SIZE);
+        }
+        f.write_all(&segment.bytes)?;
+        f.sync_all()?;
+    }
     // `dir` exists (empty) when the caller made it; renaming over an empty directory works.
     std::fs::rename(&tmp, dir)?;
     if let Some(parent) = dir.parent() {
@@ -146,13 +192,16 @@ mod tests {
         let cc = proto::conf_change(proto::CONF_CHANGE_ADD_NODE, 0xa87a472412f1f7e6, ctx);
         let entries = vec![proto::entry(proto::ENTRY_CONF_CHANGE, 1, 1, &cc)];
         let hs = proto::hard_state(1, 0xa87a472412f1f7e6, 1);
-        let bytes = encode(&Bootstrap {
+        let segments = encode(&Bootstrap {
             metadata: &metadata,
             entries: &entries,
-            hard_state: &hs,
+            hard_state: Some(&hs),
+            last_index: 1,
             snapshot_index: 1,
             snapshot_term: 1,
         });
+        assert_eq!(segments.len(), 1);
+        let bytes = &segments[0].bytes;
         let expected_head = [
             0x04, 0, 0, 0, 0, 0, 0, 0x84, 0x08, 0x04, 0x10, 0x00, 0, 0, 0, 0, // CRC record
             0x20, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x01, 0x10, 0xa0, 0xc3, 0xa3, 0xc2,
@@ -166,5 +215,34 @@ mod tests {
         ];
         assert_eq!(&bytes[bytes.len() - tail.len()..], &tail);
         assert_eq!(bytes.len(), 0x108);
+    }
+
+    #[test]
+    fn a_full_segment_is_cut_as_etcd_cuts_it() {
+        let metadata = proto::metadata(1, 2);
+        let big = vec![7u8; 1 << 20];
+        let entries: Vec<Vec<u8>> = (1..=64).map(|i| proto::entry(0, 1, i, &big)).collect();
+        let hs = proto::hard_state(1, 1, 64);
+        let segments = encode(&Bootstrap {
+            metadata: &metadata,
+            entries: &entries,
+            hard_state: Some(&hs),
+            last_index: 64,
+            snapshot_index: 0,
+            snapshot_term: 0,
+        });
+        assert_eq!(segments.len(), 2);
+        assert!(!segments[0].preallocate && segments[1].preallocate);
+        assert!(segments[0].bytes.len() as u64 >= SEGMENT_SIZE);
+        assert_eq!(segments[1].name, "0000000000000001-0000000000000041.wal");
+        // The second segment: CRC record carrying the first one's running CRC, metadata,
+        // state, snapshot.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        create(&dir, &segments).unwrap();
+        let got = super::super::wal_read::read_all(&dir, Default::default()).unwrap();
+        assert_eq!(got.entries.len(), 64);
+        assert_eq!(got.state.commit, 64);
+        assert_eq!(got.metadata, metadata);
     }
 }

@@ -12,6 +12,7 @@ mod maintenance;
 
 pub use maintenance::ETCDCTL_VERSION;
 mod member;
+mod migrate;
 mod mirror;
 mod txn;
 mod watch;
@@ -103,6 +104,8 @@ enum Command {
     /// commands for checking properties of the etcd cluster
     #[command(subcommand)]
     Check(check::CheckCmd),
+    /// Migrates keys in a v2 store to a mvcc store
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Parses the command line; as etcdctl (cobra's prefix matching), a unique prefix of a
@@ -134,6 +137,7 @@ const SWITCHES: &[&str] = &[
     "detail",
     "no-password",
     "skip-hash-check",
+    "no-ttl",
 ];
 
 /// Rewrites `--switch=true` to `--switch` and drops `--switch=false`, as cobra reads them.
@@ -193,6 +197,7 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
         Command::Snapshot(maintenance::SnapshotCmd::Restore(a)) => {
             return crate::snapshot::restore(a)
         }
+        Command::Migrate(a) => return migrate::run(a),
         _ => {}
     }
     let settings = cli.global.settings()?;
@@ -232,6 +237,7 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
         | Command::MoveLeader { .. }
         | Command::Snapshot(_)
         | Command::Check(_)
+        | Command::Migrate(_)
         | Command::Version => Ok(()),
     }
 }
