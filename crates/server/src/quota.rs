@@ -4,11 +4,10 @@
 //! (compact, defragment) and disarms it.
 //!
 //! etcd compares the bbolt file size. A redb file is never as small as a tiny quota, so the
-//! bytes actually stored decide once the file is past the quota; they are measured at most every
-//! [`MEASURE_EVERY`], since measuring takes the backend's write lock.
+//! bytes actually stored decide once the file is past the quota; they are measured again only
+//! when something was applied since, since measuring takes the backend's write lock.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use rampart_proto::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmRequest, AlarmType, PutRequest, TxnRequest,
@@ -18,7 +17,6 @@ use tonic::Status;
 
 use crate::etcdserver::EtcdServer;
 
-const MEASURE_EVERY: Duration = Duration::from_millis(100);
 /// etcd's estimate of a key's bookkeeping beyond its bytes.
 const KV_OVERHEAD: u64 = 256;
 /// etcd's estimate of a lease's size.
@@ -26,7 +24,8 @@ const LEASE_OVERHEAD: u64 = 64;
 
 pub struct Quota {
     max_bytes: Option<u64>,
-    measured: Mutex<Option<(Instant, u64)>>,
+    /// (applied index, stored bytes) of the last measurement.
+    measured: Mutex<Option<(u64, u64)>>,
 }
 
 impl Quota {
@@ -97,19 +96,15 @@ impl EtcdServer {
         Err(no_space())
     }
 
-    /// Bytes stored in the backend, measured at most every [`MEASURE_EVERY`].
+    /// Bytes stored in the backend, measured again once something new was applied.
     fn stored_bytes(&self) -> u64 {
+        let applied = self.applied_index();
         let mut measured = self.quota.measured.lock().expect("quota");
         match *measured {
-            Some((at, bytes)) if at.elapsed() < MEASURE_EVERY => bytes,
+            Some((at, bytes)) if at == applied => bytes,
             _ => {
-                let bytes = self
-                    .applier
-                    .read()
-                    .expect("applier")
-                    .db_size_in_use()
-                    .max(0) as u64;
-                *measured = Some((Instant::now(), bytes));
+                let bytes = self.applier.read().expect("applier").db_size_in_use().max(0) as u64;
+                *measured = Some((applied, bytes));
                 bytes
             }
         }
