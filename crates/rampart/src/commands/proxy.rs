@@ -55,11 +55,17 @@ pub struct ProxyArgs {
     pub insecure_skip_tls_verify: bool,
     #[arg(long, default_value = "default.proxy")]
     pub data_dir: PathBuf,
-    /// Accepted for etcd compatibility; the proxy's metrics are served on its own port.
+    /// Accepted for etcd compatibility.
     #[arg(long)]
     pub advertise_client_url: Option<String>,
+    /// An extra plain-HTTP address serving the proxy's /metrics and /health (the client
+    /// address serves them too).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Serve serializable ranges from a cache for this long ("500ms", "2s"); writes through
+    /// the proxy invalidate it. Off (0) by default.
+    #[arg(long, default_value = "0", value_parser = rampart_proxy::range_cache::parse_ttl)]
+    pub serializable_cache_ttl: Duration,
     #[arg(long)]
     pub resolver_prefix: Option<String>,
     #[arg(long)]
@@ -188,6 +194,12 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
             insecure_skip_verify: args.insecure_skip_tls_verify,
         }),
         refresh_interval: Duration::from_secs(30),
+        serializable_cache_ttl: Some(args.serializable_cache_ttl).filter(|t| !t.is_zero()),
+        metrics_urls: args
+            .metrics_addr
+            .iter()
+            .map(|a| with_scheme(a, false))
+            .collect(),
     };
     serve(settings)
 }
@@ -245,6 +257,18 @@ pub fn run_from_server_config(config: &rampart_config::ServerConfig) -> ExitCode
             insecure_skip_verify: p.auto_tls_dir.is_some() && p.trusted_ca_file.is_none(),
         }),
         refresh_interval: Duration::from_millis(refresh.max(1000)),
+        serializable_cache_ttl: None,
+        metrics_urls: config
+            .values
+            .get("listen-metrics-urls")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     serve(proxy)
 }
