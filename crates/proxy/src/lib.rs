@@ -17,6 +17,7 @@ pub mod gateway;
 mod kv_proxy;
 mod lease_coalesce;
 pub mod metrics;
+mod peer_members;
 pub mod range_cache;
 mod routes;
 mod upstream;

@@ -128,6 +128,20 @@ impl Upstreams {
                         PeerInfoClient::new(channel).members(MemberListRequest::default()),
                     )
                     .await;
+                    if let Ok(Err(status)) = &asked {
+                        // Not a Rampart member: ask as etcd's proxy asks an etcd member.
+                        match crate::peer_members::client_urls(peer, self.tls.as_deref()).await {
+                            Ok(urls) if !urls.is_empty() => return Some(urls),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(
+                                peer,
+                                rampart_peer_service = %status.message(),
+                                etcd_members = %e,
+                                "proxy: member list not available"
+                            ),
+                        }
+                        continue;
+                    }
                     match asked {
                         Ok(Ok(resp)) => {
                             let urls: Vec<String> = resp
@@ -141,9 +155,9 @@ impl Upstreams {
                             }
                         }
                         Ok(Err(status)) => {
-                            tracing::debug!(peer, error = %status.message(), "proxy: member list refused")
+                            tracing::warn!(peer, code = ?status.code(), error = %status.message(), "proxy: member list refused")
                         }
-                        Err(_) => tracing::debug!(peer, "proxy: member list timed out"),
+                        Err(_) => tracing::warn!(peer, "proxy: member list timed out"),
                     }
                 }
                 None
