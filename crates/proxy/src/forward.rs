@@ -123,7 +123,9 @@ async fn buffered(
     let collected = body.collect().await?;
     let trailers = collected.trailers().cloned();
     let data = collected.to_bytes();
-    let mut frames = vec![Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(data))];
+    let mut frames = vec![Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+        data,
+    ))];
     if let Some(t) = trailers {
         frames.push(Ok(hyper::body::Frame::trailers(t)));
     }
@@ -146,7 +148,10 @@ pub async fn forward(State(state): State<ForwardState>, req: Request) -> Respons
         parts.headers.remove("te");
     }
     parts.version = http::Version::HTTP_2;
-    let body: Bytes = match Limited::new(body, MAX_FORWARDED_REQUEST_BYTES).collect().await {
+    let body: Bytes = match Limited::new(body, MAX_FORWARDED_REQUEST_BYTES)
+        .collect()
+        .await
+    {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             tracing::debug!(error = %e, "proxy: request body not read");

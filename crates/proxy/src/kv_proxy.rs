@@ -93,7 +93,11 @@ impl Kv for KvProxy {
         }
         let asked = request.get_ref().clone();
         let answer = self
-            .pass(Retry::Safe, request, |mut c, r| async move { c.range(r).await })
+            .pass(
+                Retry::Safe,
+                request,
+                |mut c, r| async move { c.range(r).await },
+            )
             .await?;
         if let Some(cache) = &self.cache {
             cache.put(&asked, token.as_deref(), answer.get_ref());

@@ -174,9 +174,15 @@ mod tests {
         m.range_cache_hits.add(7);
         let text = m.render((3, 2));
         assert!(text.contains("\nrampart_proxy_watchers 1\n"), "{text}");
-        assert!(text.contains("\nrampart_proxy_range_cache_hits_total 7\n"), "{text}");
+        assert!(
+            text.contains("\nrampart_proxy_range_cache_hits_total 7\n"),
+            "{text}"
+        );
         assert!(text.contains("\nrampart_proxy_members 3\n"), "{text}");
         assert!(text.contains("\nrampart_proxy_members_up 2\n"), "{text}");
-        assert_eq!(text.matches("# TYPE rampart_proxy_watchers gauge").count(), 1);
+        assert_eq!(
+            text.matches("# TYPE rampart_proxy_watchers gauge").count(),
+            1
+        );
     }
 }

@@ -70,8 +70,9 @@ async fn ask(peer_url: &str, tls: Option<&ClientTls>) -> Result<Vec<String>, Pee
             // HTTP/1.1, not h2: the member's HTTP handlers on the peer port speak HTTP/1.1.
             let mut config = (*tls.config()).clone();
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let name = rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-                .map_err(|_| PeerMembersError::BadUrl(peer_url.into()))?;
+            let name =
+                rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                    .map_err(|_| PeerMembersError::BadUrl(peer_url.into()))?;
             let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
                 .connect(name, tcp)
                 .await
@@ -110,7 +111,11 @@ fn parse_answer(url: &str, raw: &[u8]) -> Result<Vec<String>, PeerMembersError> 
     let chunked = head
         .lines()
         .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     let members: Vec<PeerMember> =
         serde_json::from_str(body.trim()).map_err(|e| PeerMembersError::Json {
             url: url.to_string(),

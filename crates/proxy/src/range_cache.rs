@@ -31,7 +31,9 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration {text:?}: use e.g. 500ms, 2s or 1m")),
+        _ => Err(format!(
+            "invalid duration {text:?}: use e.g. 500ms, 2s or 1m"
+        )),
     }
 }
 
@@ -64,7 +66,8 @@ impl KeyRange {
     }
 
     fn overlaps(&self, other: &KeyRange) -> bool {
-        let before_end = |start: &Vec<u8>, end: &Option<Vec<u8>>| end.as_ref().is_none_or(|e| start < e);
+        let before_end =
+            |start: &Vec<u8>, end: &Option<Vec<u8>>| end.as_ref().is_none_or(|e| start < e);
         before_end(&self.start, &other.end) && before_end(&other.start, &self.end)
     }
 }
@@ -150,8 +153,7 @@ impl RangeCache {
             };
             e.by_request.remove(&oldest);
         }
-        if e
-            .by_request
+        if e.by_request
             .insert(
                 key.clone(),
                 Entry {
@@ -176,7 +178,8 @@ impl RangeCache {
     pub fn invalidate(&self, key: &[u8], range_end: &[u8]) {
         let written = KeyRange::of(key, range_end);
         let mut e = self.entries();
-        e.by_request.retain(|_, entry| !entry.range.overlaps(&written));
+        e.by_request
+            .retain(|_, entry| !entry.range.overlaps(&written));
         self.update_gauge(&e);
     }
 

@@ -69,8 +69,7 @@ impl Upstreams {
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % members.len();
         let in_turn = (0..members.len()).map(|i| &members[(start + i) % members.len()]);
-        let recently_down =
-            |m: &Member| m.down_since.is_some_and(|t| t.elapsed() < DOWN_BACKOFF);
+        let recently_down = |m: &Member| m.down_since.is_some_and(|t| t.elapsed() < DOWN_BACKOFF);
         let (down, up): (Vec<&Member>, Vec<&Member>) = in_turn.partition(|m| recently_down(m));
         up.into_iter()
             .chain(down)
@@ -104,7 +103,7 @@ impl Upstreams {
         let members = self.members.lock().expect("members");
         let up = members
             .iter()
-            .filter(|m| !m.down_since.is_some_and(|t| t.elapsed() < DOWN_BACKOFF))
+            .filter(|m| m.down_since.is_none_or(|t| t.elapsed() >= DOWN_BACKOFF))
             .count();
         (members.len(), up)
     }

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use rampart_proto::etcdserverpb::watch_client::WatchClient;
 use rampart_proto::etcdserverpb::watch_request::RequestUnion;
-use rampart_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse};
+use rampart_proto::etcdserverpb::{
+    ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse,
+};
 use tokio::sync::{mpsc, Notify};
 use tonic::metadata::MetadataMap;
 use tonic::Code;
@@ -164,7 +166,9 @@ impl UpstreamWatch {
         } else {
             0
         };
-        self.metrics.watchers_coalesced.add(now - s.coalesced_counted);
+        self.metrics
+            .watchers_coalesced
+            .add(now - s.coalesced_counted);
         s.coalesced_counted = now;
     }
 
@@ -410,7 +414,10 @@ impl UpstreamWatch {
                             break 'members;
                         }
                         Some(Err(_)) | None => {
-                            tracing::info!(url, "proxy: upstream watch lost; resuming on another member");
+                            tracing::info!(
+                                url,
+                                "proxy: upstream watch lost; resuming on another member"
+                            );
                             upstreams.mark_down(&url);
                             drop(tx);
                             continue 'members;

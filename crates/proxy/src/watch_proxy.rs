@@ -187,10 +187,9 @@ impl ClientStream {
             .filter(|(_, h)| h.revision > 0)
             .min_by_key(|(rev, _)| *rev);
         let header = match least {
-            Some((revision, header)) => Some(rampart_proto::etcdserverpb::ResponseHeader {
-                revision,
-                ..header
-            }),
+            Some((revision, header)) => {
+                Some(rampart_proto::etcdserverpb::ResponseHeader { revision, ..header })
+            }
             None => {
                 let asked = upstream_call::call(
                     &self.upstreams,
@@ -209,9 +208,7 @@ impl ClientStream {
                 match asked {
                     Ok(r) => r.into_inner().header,
                     Err(status) => {
-                        self.queue
-                            .termination
-                            .end(status.code(), status.message());
+                        self.queue.termination.end(status.code(), status.message());
                         return;
                     }
                 }
@@ -296,10 +293,7 @@ impl Watch for WatchProxy {
                         drop(guard);
                         Some((Err(status), (rx, termination, None)))
                     }
-                    item = rx.recv() => match item {
-                        Some(item) => Some((Ok(item.into_response()), (rx, termination, Some(guard)))),
-                        None => None,
-                    },
+                    item = rx.recv() => item.map(|item| (Ok(item.into_response()), (rx, termination, Some(guard)))),
                 }
             },
         );

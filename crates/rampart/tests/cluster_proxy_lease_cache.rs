@@ -146,8 +146,14 @@ fn cluster_proxy_range_cache_is_off_by_default_and_correct_when_on() {
     put(&cluster, &member, "c", "v2");
     assert_eq!(get(&cluster, &plain.url, "c", true), "v2");
     let metrics = plain.metrics();
-    assert_eq!(metric(&metrics, "rampart_proxy_range_cache_hits_total"), Some(0.0));
-    assert_eq!(metric(&metrics, "rampart_proxy_range_cache_entries"), Some(0.0));
+    assert_eq!(
+        metric(&metrics, "rampart_proxy_range_cache_hits_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&metrics, "rampart_proxy_range_cache_entries"),
+        Some(0.0)
+    );
     drop(plain);
 
     // On: repeated serializable reads are answered from the cache for the TTL.
@@ -170,8 +176,14 @@ fn cluster_proxy_range_cache_is_off_by_default_and_correct_when_on() {
         "linearizable reads never come from the cache"
     );
     let metrics = cached.metrics();
-    assert_eq!(metric(&metrics, "rampart_proxy_range_cache_hits_total"), Some(1.0));
-    assert!(filled.elapsed() < Duration::from_secs(3), "too slow to show the cache");
+    assert_eq!(
+        metric(&metrics, "rampart_proxy_range_cache_hits_total"),
+        Some(1.0)
+    );
+    assert!(
+        filled.elapsed() < Duration::from_secs(3),
+        "too slow to show the cache"
+    );
 
     // A write through the proxy is read back at once.
     put(&cluster, &cached.url, "c", "v4");

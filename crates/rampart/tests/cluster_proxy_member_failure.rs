@@ -116,7 +116,10 @@ fn cluster_proxy_member_used_by_the_proxy_dies_and_requests_and_watches_continue
                             tonic::Code::Unavailable,
                             "a failed write fails with Unavailable: {status:?}"
                         );
-                        assert!(Instant::now() < deadline, "writes did not resume: {status:?}");
+                        assert!(
+                            Instant::now() < deadline,
+                            "writes did not resume: {status:?}"
+                        );
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
@@ -160,6 +163,9 @@ fn cluster_proxy_member_used_by_the_proxy_dies_and_requests_and_watches_continue
             metric(&text, "etcd_debugging_mvcc_watch_stream_total").unwrap()
         })
         .sum::<f64>();
-    assert_eq!(moved, 1.0, "the upstream watch moved to one surviving member");
+    assert_eq!(
+        moved, 1.0,
+        "the upstream watch moved to one surviving member"
+    );
     drop(streams);
 }

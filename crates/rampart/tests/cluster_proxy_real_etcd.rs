@@ -115,8 +115,8 @@ fn cluster_proxy_real_etcd_seed_000_flow() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let health = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let health =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     for m in &etcd.members {
         assert!(
             health.contains(&format!("{} is healthy", m.client_url)),
@@ -155,7 +155,10 @@ fn cluster_proxy_real_etcd_seed_000_flow() {
         .args(["--dial-timeout=2s", "--command-timeout=3s", "get", "via"])
         .output()
         .unwrap();
-    assert!(!bare.status.success(), "a client without a certificate got through");
+    assert!(
+        !bare.status.success(),
+        "a client without a certificate got through"
+    );
     let other = Pki::new(&dir.path().join("other-ca"));
     let foreign = Command::new(etcdctl_bin())
         .env("ETCDCTL_API", "3")
@@ -192,7 +195,11 @@ fn cluster_proxy_real_etcd_seed_000_flow() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let keys = through(&pki, &proxy, &["get", "--prefix", "--keys-only", "after-kill-"]);
+    let keys = through(
+        &pki,
+        &proxy,
+        &["get", "--prefix", "--keys-only", "after-kill-"],
+    );
     assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 10, "{keys}");
 }
 

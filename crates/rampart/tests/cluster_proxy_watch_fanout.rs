@@ -211,12 +211,16 @@ fn cluster_proxy_1000_watchers_cost_the_members_one_watch_stream() {
     drop(channels);
     drop(_in_runtime);
     runtime.shutdown_timeout(Duration::from_secs(2));
-    wait_for("the proxy to drop its upstream watch", Duration::from_secs(10), || {
-        metric(&proxy.metrics(), "rampart_proxy_upstream_watch_streams") == Some(0.0)
-    });
-    wait_for("the members to drop the watch stream", Duration::from_secs(10), || {
-        members_total(&cluster, "etcd_debugging_mvcc_watch_stream_total") == 0.0
-    });
+    wait_for(
+        "the proxy to drop its upstream watch",
+        Duration::from_secs(10),
+        || metric(&proxy.metrics(), "rampart_proxy_upstream_watch_streams") == Some(0.0),
+    );
+    wait_for(
+        "the members to drop the watch stream",
+        Duration::from_secs(10),
+        || members_total(&cluster, "etcd_debugging_mvcc_watch_stream_total") == 0.0,
+    );
     assert_eq!(
         metric(&proxy.metrics(), "rampart_proxy_watchers"),
         Some(0.0)
