@@ -110,7 +110,7 @@ fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
         text.push_str(&e.to_string().to_ascii_lowercase());
         source = e.source();
     }
-    ["connect", "connection refused", "dns error"]
+    crate::upstream_call::CONNECT_FAILURES
         .iter()
         .any(|needle| text.contains(needle))
 }

@@ -74,10 +74,19 @@ pub fn never_reached(status: &Status) -> bool {
         text.push_str(&e.to_string().to_ascii_lowercase());
         source = e.source();
     }
-    ["connect", "connection refused", "dns error", "timed out"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    CONNECT_FAILURES.iter().any(|needle| text.contains(needle))
 }
+
+/// What the connector's errors say when no connection was made (lower case). Not "connection
+/// reset" or "connection closed": those come after the request may have been sent.
+pub const CONNECT_FAILURES: &[&str] = &[
+    "connection refused",
+    "tcp connect error",
+    "error trying to connect",
+    "dns error",
+    "no route to host",
+    "network is unreachable",
+];
 
 /// Did the call fail because of the member's transport (not an answer of the member)?
 pub fn member_failed(status: &Status) -> bool {
@@ -133,4 +142,43 @@ where
         }
     }
     Err(Status::unavailable(NO_MEMBER_REACHABLE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport_failure(kind: std::io::ErrorKind, text: &str) -> Status {
+        let mut status = Status::unavailable("transport error");
+        status.set_source(Arc::new(std::io::Error::new(kind, text.to_string())));
+        status
+    }
+
+    #[test]
+    fn a_refused_connection_never_reached_the_member_but_a_reset_one_may_have() {
+        let refused = transport_failure(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        assert!(never_reached(&refused));
+        assert!(member_failed(&refused));
+        let reset = transport_failure(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        );
+        assert!(!never_reached(&reset));
+        assert!(member_failed(&reset));
+    }
+
+    #[test]
+    fn the_members_own_answers_are_not_member_failures() {
+        assert!(!member_failed(&Status::unavailable(
+            "etcdserver: leader changed"
+        )));
+        assert!(!member_failed(&Status::invalid_argument(
+            "etcdserver: key is not provided"
+        )));
+        assert!(member_failed(&Status::unavailable(SERVER_STOPPED)));
+        assert!(member_failed(&Status::unknown("h2 protocol error")));
+    }
 }

@@ -13,7 +13,9 @@ use rampart_proxy::{Discovery, ProxySettings};
 #[derive(Parser, Debug)]
 #[command(
     name = "rampart proxy",
-    about = "Proxy clients to a cluster: one address, one certificate"
+    about = "Proxy clients to a cluster: one address, one certificate",
+    // As Go's flag package (etcd's e2e suite passes --client-crl-file twice): the last wins.
+    args_override_self = true
 )]
 pub struct ProxyArgs {
     /// Address to serve clients on (host:port); TLS when --cert-file is given.
@@ -39,7 +41,8 @@ pub struct ProxyArgs {
     pub cert_file: Option<PathBuf>,
     #[arg(long)]
     pub key_file: Option<PathBuf>,
-    /// CA of client certificates (turns on mutual TLS with --client-cert-auth).
+    /// CA of client certificates: clients must then present a certificate it signed (as
+    /// etcd's grpc-proxy; --client-cert-auth is implied).
     #[arg(long)]
     pub trusted_ca_file: Option<PathBuf>,
     #[arg(long)]
@@ -171,7 +174,9 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
             cert_file: Some(cert),
             key_file: args.key_file.clone(),
             trusted_ca_file: args.trusted_ca_file.clone(),
-            client_cert_auth: args.client_cert_auth,
+            // etcd's grpc-proxy requires client certificates whenever it is given a CA for
+            // them (transport.TLSInfo), with or without --client-cert-auth.
+            client_cert_auth: args.client_cert_auth || args.trusted_ca_file.is_some(),
             crl_file: args.client_crl_file.clone(),
             cipher_suites: listen_cipher_suites.clone(),
             ..Default::default()
