@@ -23,6 +23,7 @@ tests=(
   TestCtlV3MemberList TestCtlV3MemberListNoTLS TestCtlV3MemberListClientTLS TestCtlV3MemberListClientAutoTLS
   TestCtlV3MemberListPeerTLS
   TestCtlV3MoveLeaderScenarios TestCtlV3Version TestCtlV3DialWithHTTPScheme TestV3CurlCipherSuitesMismatch
+  TestCtlV3Alarm TestCtlV3Snapshot TestCtlV3SnapshotCorrupt TestCtlV3SnapshotStatusBeforeRestore
   # Lease and Watch (issue 3)
   TestCtlV3PutIgnoreLease
   TestCtlV3LeaseGrantTimeToLive TestCtlV3LeaseGrantTimeToLiveNoTLS TestCtlV3LeaseGrantTimeToLiveClientTLS
@@ -64,8 +65,10 @@ tests=(
   TestGateway TestGrpcproxyAndListenCipherSuite
 )
 # Client-only features (issue 7): concurrency recipes and mirroring work against any server.
+# The v2 `backup` of a Rampart data dir needs our etcdctl (the real one reads only etcd's WAL).
 ctl_tests=(TestCtlV3Lock TestCtlV3Elect TestCtlV3MakeMirror TestCtlV3MakeMirrorModifyDestPrefix
-  TestCtlV3MakeMirrorNoDestPrefix)
+  TestCtlV3MakeMirrorNoDestPrefix
+  TestCtlV2Backup TestCtlV2BackupSnapshot TestCtlV2BackupV3 TestCtlV2BackupV3Snapshot)
 # Our etcdctl against the real etcd: auth, alarms, v2 auth, snapshot save/status/restore.
 ref_tests=(TestCtlV3AuthEnable TestCtlV3AuthDisable TestCtlV3AuthWriteKey TestCtlV3AuthRoleUpdate
   TestCtlV3AuthUserDeleteDuringOps TestCtlV3AuthTxn TestCtlV3AuthPrefixPerm TestCtlV3AuthFromKeyPerm

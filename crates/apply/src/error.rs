@@ -30,6 +30,9 @@ pub enum ApplyError {
     LeaseTtlTooLarge,
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
+    /// The backend quota is exhausted (a NOSPACE alarm is raised).
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     /// A request kind this member cannot apply yet (named), rather than silently ignoring it.
     #[error("etcdserver: rampart cannot apply {0} requests yet")]
     Unsupported(&'static str),
@@ -53,6 +56,7 @@ impl ApplyError {
             ApplyError::LeaseNotFound => Code::NotFound,
             ApplyError::LeaseExists => Code::FailedPrecondition,
             ApplyError::LeaseTtlTooLarge => Code::OutOfRange,
+            ApplyError::NoSpace => Code::ResourceExhausted,
             ApplyError::Unsupported(_) => Code::Unimplemented,
             ApplyError::Backend(_) => Code::Internal,
         }

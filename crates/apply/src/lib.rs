@@ -5,6 +5,7 @@
 //! Raft ([`Applier::range`]), and etcd's error texts and gRPC codes ([`ApplyError`]).
 //! Does not own: storage layout (`rampart-mvcc`), consensus, or the gRPC transport.
 
+pub mod alarm;
 mod error;
 mod kv;
 mod lease;
@@ -42,6 +43,8 @@ pub enum Response {
     V2(Result<rampart_v2store::Event, rampart_v2store::V2Error>),
     /// A v2 auth write: applied, or the conflict with what was applied since it was decided.
     V2Auth(Result<(), rampart_v2store::WriteConflict>),
+    /// The alarms an alarm request raised or cleared.
+    Alarm(rampart_proto::etcdserverpb::AlarmResponse),
     /// Applied with nothing to report (member attributes).
     Done,
 }
@@ -78,6 +81,7 @@ pub struct Applier {
     store: Store,
     lessor: Arc<Lessor>,
     v2: v2::SharedV2Store,
+    alarms: alarm::SharedAlarms,
 }
 
 impl Applier {
@@ -93,6 +97,7 @@ impl Applier {
             store: Store::open(path)?,
             lessor,
             v2: Default::default(),
+            alarms: Default::default(),
         };
         applier.load_side_tables()?;
         Ok(applier)
@@ -103,7 +108,13 @@ impl Applier {
         let view = self.store.read()?;
         self.lessor.load(&view.leases()?, view.lease_attachments()?);
         *self.v2.lock().expect("v2 store") = v2::load(&view)?;
+        *self.alarms.write().expect("alarms") = self.store.alarms()?.into_iter().collect();
         Ok(())
+    }
+
+    /// Raised alarms (shared: the API lists them and refuses writes early while NOSPACE is on).
+    pub fn alarms(&self) -> &alarm::SharedAlarms {
+        &self.alarms
     }
 
     /// The v2 key space (reads lock it briefly; only the applier writes it).
@@ -168,6 +179,10 @@ impl Applier {
             previous_index = *index;
             let mut events = Vec::new();
             let result = match &request.request {
+                Some(r) if alarm::refuses(&self.alarms, r) => Err(ApplyError::NoSpace),
+                Some(Request::Alarm(a)) => {
+                    Ok(Response::Alarm(alarm::apply(&mut batch, &self.alarms, a)?))
+                }
                 Some(Request::Put(put)) => {
                     kv::put(&mut batch, self.lessor.as_ref(), put, &mut events).map(Response::Put)
                 }
@@ -204,7 +219,6 @@ impl Applier {
                     v2::bump(&mut batch, &self.v2);
                     Ok(Response::Done)
                 }
-                Some(other) => Err(ApplyError::Unsupported(request_name(other))),
                 None => Err(ApplyError::Unsupported("empty request")),
             };
             if result.is_err() {
@@ -249,23 +263,5 @@ impl Applier {
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
         self.store.restore(bytes)?;
         self.load_side_tables()
-    }
-}
-
-fn request_name(r: &Request) -> &'static str {
-    match r {
-        Request::Range(_) => "range",
-        Request::Put(_) => "put",
-        Request::DeleteRange(_) => "delete range",
-        Request::Txn(_) => "txn",
-        Request::Compaction(_) => "compaction",
-        Request::LeaseGrant(_) => "lease grant",
-        Request::LeaseRevoke(_) => "lease revoke",
-        Request::Alarm(_) => "alarm",
-        Request::LeaseExpired(_) => "lease expiry",
-        Request::MemberAttributes(_) => "member attributes",
-        Request::V2(_) => "v2",
-        Request::MemberUpdate(_) => "member update",
-        Request::V2Auth(_) => "v2 auth",
     }
 }

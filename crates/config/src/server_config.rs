@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub snapshot_count: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// `--quota-backend-bytes`: 0 = etcd's default (2 GiB), negative = no quota.
+    pub quota_backend_bytes: i64,
     pub client_tls: TlsSettings,
     pub peer_tls: TlsSettings,
     pub cipher_suites: Vec<String>,
@@ -58,6 +60,8 @@ pub struct ServerConfig {
     pub log_outputs: Vec<String>,
     pub logger: String,
     pub enable_v2: bool,
+    /// `--force-new-cluster`: restart this member's data as a one-member cluster.
+    pub force_new_cluster: bool,
     pub proxy: String,
     pub insecure_allow_plaintext: bool,
     /// Every explicitly set value, by flag name (for features that read their own flags).
@@ -224,6 +228,7 @@ impl ServerConfig {
             snapshot_count: number("snapshot-count", &get("snapshot-count"))?,
             max_request_bytes: number("max-request-bytes", &get("max-request-bytes"))?,
             max_txn_ops: number("max-txn-ops", &get("max-txn-ops"))?,
+            quota_backend_bytes: number("quota-backend-bytes", &get("quota-backend-bytes"))?,
             client_tls,
             peer_tls,
             cipher_suites: list(&get("cipher-suites")),
@@ -236,6 +241,7 @@ impl ServerConfig {
             log_outputs: list(&get("log-outputs")),
             logger: get("logger"),
             enable_v2: flag_on("enable-v2"),
+            force_new_cluster: flag_on("force-new-cluster"),
             proxy: get("proxy"),
             insecure_allow_plaintext: flag_on("insecure-allow-plaintext"),
             values: values.clone(),

@@ -26,11 +26,13 @@
 //! idempotent. Commit with [`Durability::Immediate`] before taking a snapshot and periodically.
 
 mod codec;
+mod etcd_export;
 mod snapshot;
 mod store;
 mod write;
 
 pub use codec::Version;
+pub use rampart_bbolt::Buckets as EtcdBuckets;
 pub use redb::Durability;
 pub use store::{HashKv, RangeResult, ReadView, Store};
 pub use write::WriteBatch;

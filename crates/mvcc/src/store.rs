@@ -22,6 +22,18 @@ pub(crate) const META_COMPACT_REV: &str = "compact_revision";
 pub(crate) const META_CONSISTENT_INDEX: &str = "consistent_index";
 pub(crate) const META_V2_INDEX: &str = "v2_index";
 
+/// Meta-table keys of raised alarms: `alarm/<type>/<member ID in hex>`.
+const ALARM_PREFIX: &str = "alarm/";
+
+pub(crate) fn alarm_key(member_id: u64, alarm: i32) -> String {
+    format!("{ALARM_PREFIX}{alarm}/{member_id:016x}")
+}
+
+fn parse_alarm_key(key: &str) -> Option<(u64, i32)> {
+    let (alarm, member) = key.strip_prefix(ALARM_PREFIX)?.split_once('/')?;
+    Some((u64::from_str_radix(member, 16).ok()?, alarm.parse().ok()?))
+}
+
 /// Revisions and the applied index, as of one transaction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Meta {
@@ -108,6 +120,58 @@ impl Store {
             meta,
             path: self.path.clone(),
         })
+    }
+
+    /// Raised alarms: (member ID, alarm type), in key order.
+    pub fn alarms(&self) -> Result<Vec<(u64, i32)>, MvccError> {
+        let err = |e: &dyn std::fmt::Display| MvccError::backend(&self.path, e);
+        let txn = self.db.begin_read().map_err(|e| err(&e))?;
+        let meta = txn.open_table(META).map_err(|e| err(&e))?;
+        let mut out = Vec::new();
+        for item in meta.range(ALARM_PREFIX..).map_err(|e| err(&e))? {
+            let (k, _) = item.map_err(|e| err(&e))?;
+            match parse_alarm_key(k.value()) {
+                Some(alarm) => out.push(alarm),
+                None if k.value().starts_with(ALARM_PREFIX) => {}
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Empties the v3 key space (keys, history, leases, revisions) and keeps the v2 key space and
+    /// the applied index: what `etcdctl backup` without `--with-v3` keeps.
+    pub fn drop_v3_data(&mut self) -> Result<(), MvccError> {
+        let path = self.path.clone();
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.delete_table(KV)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.delete_table(REVS)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.delete_table(LEASES)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.open_table(KV)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.open_table(REVS)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        txn.open_table(LEASES)
+            .map_err(|e| MvccError::backend(&path, e))?;
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| MvccError::backend(&path, e))?;
+            meta.remove(META_CURRENT_REV)
+                .map_err(|e| MvccError::backend(&path, e))?;
+            meta.remove(META_COMPACT_REV)
+                .map_err(|e| MvccError::backend(&path, e))?;
+        }
+        txn.commit().map_err(|e| MvccError::backend(&path, e))?;
+        Ok(())
     }
 
     /// Rewrites the backend file without its free pages (etcd's defragment); the caller holds off

@@ -206,6 +206,28 @@ impl WriteBatch {
         Ok(existed)
     }
 
+    /// Raises or clears an alarm (kept in the meta table, so snapshots carry it); returns whether
+    /// that changed anything.
+    pub fn set_alarm(
+        &mut self,
+        member_id: u64,
+        alarm: i32,
+        active: bool,
+    ) -> Result<bool, MvccError> {
+        let key = crate::store::alarm_key(member_id, alarm);
+        let mut meta = self.txn.open_table(META).map_err(|e| self.err(e))?;
+        let changed = if active {
+            meta.insert(key.as_str(), 1)
+                .map_err(|e| self.err(e))?
+                .is_none()
+        } else {
+            meta.remove(key.as_str())
+                .map_err(|e| self.err(e))?
+                .is_some()
+        };
+        Ok(changed)
+    }
+
     /// Stores a v2 node (encoded by the caller).
     pub fn v2_put(&mut self, path: &str, node: &[u8]) -> Result<(), MvccError> {
         let mut t = self.txn.open_table(V2).map_err(|e| self.err(e))?;

@@ -476,7 +476,12 @@ impl RaftLoop {
         }
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.storage.mem().wl().mut_hard_state().set_commit(commit);
+            let hard_state = {
+                let mut core = self.storage.mem().wl();
+                core.mut_hard_state().set_commit(commit);
+                core.hard_state().clone()
+            };
+            self.wal.record_commit(&hard_state)?;
             self.status.commit_index.store(commit, Ordering::Release);
         }
         if !light.messages().is_empty() {

@@ -41,7 +41,7 @@ impl RaftStorage {
         snapshot: Option<SnapshotMetadata>,
         hard_state: HardState,
         entries: &[Entry],
-        initial_conf_state: Option<ConfState>,
+        conf_state: Option<ConfState>,
     ) -> raft::Result<RaftStorage> {
         let mem = MemStorage::new();
         let mut last = SnapshotMetadata::default();
@@ -52,9 +52,13 @@ impl RaftStorage {
                 snap.set_metadata(meta.clone());
                 core.apply_snapshot(snap)?;
                 last = meta;
-            } else if let Some(cs) = initial_conf_state {
+            }
+            // The configuration at the applied index, which can be newer than the snapshot's.
+            if let Some(cs) = conf_state {
                 core.set_conf_state(cs.clone());
-                last.set_conf_state(cs);
+                if last.index == 0 {
+                    last.set_conf_state(cs);
+                }
             }
             if !entries.is_empty() {
                 core.append(entries)?;

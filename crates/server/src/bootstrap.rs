@@ -12,6 +12,7 @@ use rampart_apply::Applier;
 use rampart_raft_node::RaftStorage;
 use rampart_wal::{Wal, WalContents};
 
+use crate::conf_recovery;
 use crate::ids;
 use crate::membership::{Member, Membership};
 use crate::settings::ServerSettings;
@@ -58,22 +59,16 @@ impl DataDir {
 
 /// WAL metadata: the member and cluster this log belongs to.
 fn encode_metadata(member_id: u64, cluster_id: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(16);
-    m.extend_from_slice(&member_id.to_be_bytes());
-    m.extend_from_slice(&cluster_id.to_be_bytes());
-    m
+    rampart_wal::encode_member_metadata(member_id, cluster_id)
 }
 
 fn decode_metadata(bytes: &[u8], wal_dir: &Path) -> Result<(u64, u64), ServerError> {
-    if bytes.len() != 16 {
-        return Err(ServerError::Config(format!(
+    rampart_wal::decode_member_metadata(bytes).ok_or_else(|| {
+        ServerError::Config(format!(
             "the WAL in {} has no member metadata: it was not written by rampart",
             wal_dir.display()
-        )));
-    }
-    let member = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let cluster = u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes"));
-    Ok((member, cluster))
+        ))
+    })
 }
 
 /// The members the flags describe (`--initial-cluster`), with etcd's IDs.
@@ -125,9 +120,9 @@ pub fn bootstrap(
     let flag_cluster = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
 
     if Wal::exists(&dirs.wal) {
-        let (wal, contents) = Wal::open(&dirs.wal)?;
+        let (mut wal, mut contents) = Wal::open(&dirs.wal)?;
         let (member_id, cluster_id) = decode_metadata(&contents.metadata, &dirs.wal)?;
-        if settings.initial_cluster_state_new {
+        if settings.initial_cluster_state_new && !settings.force_new_cluster {
             if let Some(expected) = flag_member {
                 if expected != member_id || flag_cluster != cluster_id {
                     return Err(ServerError::Config(format!(
@@ -140,7 +135,12 @@ pub fn bootstrap(
                 }
             }
         }
-        let membership = Membership::load(&dirs.cluster_file())?;
+        let membership = if settings.force_new_cluster && !dirs.cluster_file().exists() {
+            // A `backup` keeps no member list: this member starts a new one.
+            Membership::new(cluster_id, vec![], dirs.cluster_file())
+        } else {
+            Membership::load(&dirs.cluster_file())?
+        };
         if membership.cluster_id() != cluster_id {
             return Err(ServerError::Config(format!(
                 "cluster ID mismatch: the WAL says {cluster_id:x}, {} says {:x}: the data dir is damaged or mixed up",
@@ -150,9 +150,30 @@ pub fn bootstrap(
         }
         let applier = open_applier(&dirs, settings)?;
         let last_snapshot_index = contents.snapshot.as_ref().map(|s| s.index).unwrap_or(0);
-        // Without a snapshot in the WAL, the voters are the bootstrap members.
-        let conf_state = conf_state_of(&membership.members());
-        let storage = recover_storage(contents, Some(conf_state))?;
+        conf_recovery::raise_commit_to_known(&mut contents, applier.consistent_index());
+        // Without a snapshot in the WAL, the saved member list is the configuration.
+        let mut conf_state = conf_recovery::conf_at_applied(
+            &contents,
+            conf_state_of(&membership.members()),
+            applier.consistent_index(),
+        );
+        if settings.force_new_cluster {
+            let me = Member {
+                id: member_id,
+                name: settings.name.clone(),
+                peer_urls: settings.initial_advertise_peer_urls.clone(),
+                client_urls: vec![],
+                is_learner: false,
+            };
+            conf_state = conf_recovery::force_new_cluster(
+                &mut wal,
+                &mut contents,
+                &conf_state,
+                &membership,
+                me,
+            )?;
+        }
+        let storage = recover_storage(contents, conf_state)?;
         tracing::info!(
             member_id = format!("{member_id:x}"),
             cluster_id = format!("{cluster_id:x}"),
@@ -295,15 +316,12 @@ fn conf_state_of(members: &[Member]) -> ConfState {
     conf_state
 }
 
-fn recover_storage(
-    contents: WalContents,
-    conf: Option<ConfState>,
-) -> Result<RaftStorage, ServerError> {
+fn recover_storage(contents: WalContents, conf: ConfState) -> Result<RaftStorage, ServerError> {
     Ok(RaftStorage::recover(
         contents.snapshot,
         contents.hard_state,
         &contents.entries,
-        conf,
+        Some(conf),
     )
     .map_err(|e| ServerError::Storage(format!("cannot rebuild the raft log from the WAL: {e}")))?)
 }

@@ -53,6 +53,8 @@ impl Waiters {
 pub struct Limits {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// `--quota-backend-bytes` (`None`: no quota).
+    pub quota_backend_bytes: Option<u64>,
 }
 
 /// What a server core is made of (built by `run`).
@@ -83,12 +85,14 @@ pub struct EtcdServer {
     pub version: &'static str,
     pub lease_forwarder: LeaseForwarder,
     pub watch_hub: Arc<WatchHub>,
+    pub(crate) quota: crate::quota::Quota,
     ids: RequestIds,
 }
 
 impl EtcdServer {
     pub fn new(parts: ServerParts) -> EtcdServer {
         let lessor = parts.applier.read().expect("applier").lessor().clone();
+        let quota = crate::quota::Quota::new(parts.limits.quota_backend_bytes);
         EtcdServer {
             member_id: parts.member_id,
             membership: parts.membership,
@@ -103,6 +107,7 @@ impl EtcdServer {
             version: crate::ETCD_API_VERSION,
             lease_forwarder: parts.lease_forwarder,
             watch_hub: parts.watch_hub,
+            quota,
             ids: RequestIds::new(parts.member_id),
         }
     }

@@ -10,12 +10,14 @@
 pub mod api;
 pub mod apply_loop;
 pub mod bootstrap;
+pub mod conf_recovery;
 pub mod errors;
 pub mod etcdserver;
 pub mod ids;
 pub mod leases;
 pub mod listen;
 pub mod membership;
+pub mod quota;
 pub mod run;
 pub mod settings;
 pub mod watch;

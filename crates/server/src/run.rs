@@ -173,6 +173,7 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         limits: Limits {
             max_request_bytes: settings.max_request_bytes,
             max_txn_ops: settings.max_txn_ops,
+            quota_backend_bytes: settings.quota_backend_bytes,
         },
         election_timeout: settings.election_timeout,
         lease_forwarder: LeaseForwarder::new(connect),

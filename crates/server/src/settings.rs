@@ -30,6 +30,8 @@ pub struct ServerSettings {
     pub snapshot_count: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// Backend quota in bytes (`None`: no quota).
+    pub quota_backend_bytes: Option<u64>,
     /// TLS of the client listeners (used for `https://` listen URLs).
     pub client_tls: Option<TlsOptions>,
     /// TLS of the peer listeners and of connections to other members.
@@ -39,6 +41,8 @@ pub struct ServerSettings {
     pub watch_progress_notify_interval: Duration,
     /// Serve etcd's v2 API (`--enable-v2`).
     pub enable_v2: bool,
+    /// `--force-new-cluster`: drop every other member and start as a one-member cluster.
+    pub force_new_cluster: bool,
 }
 
 impl ServerSettings {
@@ -84,6 +88,11 @@ pub fn from_config(c: &rampart_config::ServerConfig) -> Result<ServerSettings, c
         snapshot_count: c.snapshot_count,
         max_request_bytes: c.max_request_bytes,
         max_txn_ops: c.max_txn_ops,
+        quota_backend_bytes: match c.quota_backend_bytes {
+            0 => Some(DEFAULT_QUOTA_BACKEND_BYTES),
+            q if q < 0 => None,
+            q => Some(q as u64),
+        },
         client_tls: tls(&c.client_tls, c.data_dir.join("fixtures").join("client")),
         peer_tls: tls(&c.peer_tls, c.data_dir.join("fixtures").join("peer")),
         watch_progress_notify_interval: match c
@@ -98,8 +107,12 @@ pub fn from_config(c: &rampart_config::ServerConfig) -> Result<ServerSettings, c
             None => DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
         },
         enable_v2: c.enable_v2,
+        force_new_cluster: c.force_new_cluster,
     })
 }
+
+/// etcd's default backend quota (2 GiB).
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// etcd's default progress-notification interval.
 pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);

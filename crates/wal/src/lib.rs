@@ -57,6 +57,22 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '
     }
 }
 
+/// The metadata record Rampart writes at the head of a member's WAL: the member and cluster IDs,
+/// big-endian.
+pub fn encode_member_metadata(member_id: u64, cluster_id: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(16);
+    m.extend_from_slice(&member_id.to_be_bytes());
+    m.extend_from_slice(&cluster_id.to_be_bytes());
+    m
+}
+
+/// (member ID, cluster ID) from a metadata record; `None` when it is not Rampart's.
+pub fn decode_member_metadata(bytes: &[u8]) -> Option<(u64, u64)> {
+    let member = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let cluster = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+    (bytes.len() == 16).then_some((member, cluster))
+}
+
 /// What an opened WAL held.
 #[derive(Debug, Default)]
 pub struct WalContents {
@@ -158,6 +174,25 @@ impl Wal {
         Ok((wal, contents))
     }
 
+    /// Reads the WAL in `dir` without changing it (offline tools, and a WAL a running member is
+    /// appending to): a torn last record is simply where the log ends.
+    pub fn read_only(dir: &Path) -> Result<WalContents, WalError> {
+        let segments = list_segments(dir)?;
+        if segments.is_empty() {
+            return Err(WalError::NotFound(dir.to_path_buf()));
+        }
+        let mut contents = WalContents::default();
+        let mut last_index = 0u64;
+        for (i, seg) in segments.iter().enumerate() {
+            read_segment(&seg.path, i + 1 == segments.len(), &mut |rtype, payload| {
+                apply_record(&mut contents, &mut last_index, rtype, payload)
+            })?;
+        }
+        let snap_index = contents.snapshot.as_ref().map(|s| s.index).unwrap_or(0);
+        contents.entries.retain(|e| e.index > snap_index);
+        Ok(contents)
+    }
+
     /// Sets the segment size (tests use small segments to exercise rollover).
     pub fn set_segment_size(&mut self, bytes: u64) {
         self.segment_size = bytes;
@@ -191,6 +226,23 @@ impl Wal {
         if self.file_len >= self.segment_size {
             self.rotate()?;
         }
+        Ok(())
+    }
+
+    /// Appends a hard state that only moved the commit index, without an fsync of its own: the
+    /// commit index is a hint Raft can rebuild, so it rides on the next synced write. Keeps the
+    /// saved commit close to the real one (raft-rs reports such commits outside a Ready).
+    pub fn record_commit(&mut self, hard_state: &HardState) -> Result<(), WalError> {
+        self.buf.clear();
+        let payload = hard_state
+            .write_to_bytes()
+            .map_err(|e| WalError::Encode(e.to_string()))?;
+        record::encode(&mut self.buf, RecordType::HardState, &payload)?;
+        self.file
+            .write_all(&self.buf)
+            .map_err(io_err(&self.file_path))?;
+        self.file_len += self.buf.len() as u64;
+        self.hard_state = hard_state.clone();
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! --key-file`), variables (`ETCDCTL_PEERS`, `ETCDCTL_CA_FILE`, ...) and output.
 
 mod auth;
+mod backup;
 mod http;
 mod keys;
 mod members;
@@ -122,6 +123,8 @@ enum Command {
     /// overall auth controls
     #[command(subcommand)]
     Auth(auth::AuthCmd),
+    /// backup an etcd directory
+    Backup(backup::BackupArgs),
 }
 
 /// Go's flag package takes `-name` as well as `--name`; clap wants `--name` for long flags.
@@ -227,6 +230,10 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
         println!("etcdctl: a simple command line client for etcd (v2 API); see `etcdctl --help`");
         return Ok(());
     };
+    // Offline: works on a data dir, no endpoint involved.
+    if let Command::Backup(a) = &command {
+        return backup::run(a);
+    }
     if env_or(&cli.discovery_srv, "ETCDCTL_DISCOVERY_SRV").is_some() {
         eprintln!("Error:  --discovery-srv (DNS SRV discovery) is not supported: list the members with --endpoints");
         return Err(CtlError::silent(ExitCode::Error));
@@ -296,6 +303,7 @@ pub async fn run(args: Vec<OsString>) -> CtlResult {
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
         Command::Auth(c) => auth::auth(&ctx, c).await,
+        Command::Backup(_) => unreachable!("handled before connecting"),
         Command::Mk(a) => keys::mk(&ctx, a).await,
         Command::Mkdir(a) => keys::dir(&ctx, a, Some(false)).await,
         Command::Setdir(a) => keys::dir(&ctx, a, None).await,

@@ -18,9 +18,11 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
         .with_state(server)
 }
 
-/// etcd 3.4: healthy when there is a leader and a linearizable read succeeds.
+/// etcd 3.4: healthy when no alarm is raised, there is a leader and a linearizable read succeeds.
 async fn health(State(server): State<Arc<EtcdServer>>) -> impl IntoResponse {
-    let healthy = server.raft.status().leader() != 0 && server.linearizable_barrier().await.is_ok();
+    let healthy = !server.has_alarms()
+        && server.raft.status().leader() != 0
+        && server.linearizable_barrier().await.is_ok();
     let (code, body) = if healthy {
         (StatusCode::OK, r#"{"health":"true"}"#)
     } else {

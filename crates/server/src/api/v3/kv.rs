@@ -64,6 +64,9 @@ impl Kv for KvService {
     ) -> Result<tonic::Response<PutResponse>, Status> {
         let req = request.into_inner();
         validate::put(&req).map_err(|e| apply_status(&e))?;
+        self.server
+            .check_quota(crate::quota::put_cost(&req))
+            .await?;
         match self.server.propose(Op::Put(req)).await? {
             Response::Put(mut resp) => {
                 self.finish_header(&mut resp.header);
@@ -94,6 +97,9 @@ impl Kv for KvService {
     ) -> Result<tonic::Response<TxnResponse>, Status> {
         let req = request.into_inner();
         validate::txn(&req, self.server.limits.max_txn_ops).map_err(|e| apply_status(&e))?;
+        self.server
+            .check_quota(crate::quota::txn_cost(&req))
+            .await?;
         match self.server.propose(Op::Txn(req)).await? {
             Response::Txn(mut resp) => {
                 self.finish_header(&mut resp.header);

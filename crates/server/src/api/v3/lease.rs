@@ -88,6 +88,9 @@ impl Lease for LeaseService {
                 req.id = id;
             }
         }
+        self.server
+            .check_quota(crate::quota::LEASE_GRANT_COST)
+            .await?;
         match self.server.propose(Op::LeaseGrant(req)).await? {
             Response::LeaseGrant(mut resp) => {
                 let revision = resp.header.map(|h| h.revision).unwrap_or(0);

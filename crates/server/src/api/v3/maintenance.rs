@@ -3,18 +3,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rampart_apply::Response as ApplyResponse;
+use rampart_proto::etcdserverpb::alarm_request::AlarmAction;
 use rampart_proto::etcdserverpb::maintenance_server::Maintenance;
 use rampart_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    AlarmMember, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
     HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
     SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use rampart_proto::internal::raft_request::Request as Op;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::apply_status;
 use crate::errors::text;
 use crate::etcdserver::EtcdServer;
+
+/// Bytes per snapshot message (etcd sends 32 KiB).
+const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -28,16 +34,39 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    /// No alarm can be raised yet (there is no space quota), so the list is truthfully empty and
-    /// deactivating one is a no-op, as etcd answers for an alarm that is not set.
+    /// GET lists what this member has applied; ACTIVATE and DEACTIVATE go through Raft.
     async fn alarm(
         &self,
-        _request: Request<AlarmRequest>,
+        request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        Ok(Response::new(AlarmResponse {
-            header: Some(self.server.current_header()),
-            alarms: vec![],
-        }))
+        let req = request.into_inner();
+        if req.action == AlarmAction::Get as i32 {
+            let alarms = self
+                .server
+                .applier
+                .read()
+                .expect("applier")
+                .alarms()
+                .read()
+                .expect("alarms")
+                .iter()
+                .map(|(member_id, alarm)| AlarmMember {
+                    member_id: *member_id,
+                    alarm: *alarm,
+                })
+                .collect();
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.server.current_header()),
+                alarms,
+            }));
+        }
+        match self.server.propose(Op::Alarm(req)).await? {
+            ApplyResponse::Alarm(mut resp) => {
+                resp.header = Some(self.server.current_header());
+                Ok(Response::new(resp))
+            }
+            _ => Err(Status::internal("unexpected response to an alarm request")),
+        }
     }
 
     async fn status(
@@ -116,13 +145,50 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
 
+    /// The store as an etcd 3.4 backend file (bbolt), streamed in chunks and followed by its
+    /// SHA-256, as etcd sends it: `etcdctl snapshot save/status/restore` work on it unchanged.
     async fn snapshot(
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::failed_precondition(
-            "rampart: snapshot save is not available yet (etcdctl expects a bbolt file)",
-        ))
+        let applier = self.server.applier.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            let buckets = applier
+                .read()
+                .expect("applier")
+                .store()
+                .etcd_buckets()
+                .map_err(|e| Status::internal(e.to_string()))?;
+            rampart_bbolt::write_db(&buckets).map_err(|e| Status::internal(e.to_string()))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("snapshot task failed: {e}")))??;
+        let header = self.server.current_header();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&file);
+            let mut sent = 0usize;
+            for chunk in file.chunks(SNAPSHOT_CHUNK_BYTES) {
+                sent += chunk.len();
+                let resp = SnapshotResponse {
+                    header: Some(header.clone()),
+                    remaining_bytes: (file.len() - sent) as u64,
+                    blob: chunk.to_vec(),
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx
+                .send(Ok(SnapshotResponse {
+                    header: Some(header),
+                    remaining_bytes: 0,
+                    blob: digest.to_vec(),
+                }))
+                .await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn move_leader(
