@@ -2,14 +2,28 @@
 //!
 //! Owns: the client-facing listener (TLS, optional mutual TLS), finding the members (from client
 //! URLs, or from peer URLs by asking a member over the peer port, as etcd's `--proxy on` does)
-//! and keeping that list current, and forwarding every request — gRPC (all v3 services and
-//! streams) and plain HTTP (v2 keys, `/health`, the JSON gateway) — to a healthy member over
-//! TLS. Also the L4 `gateway` (etcd's `etcd gateway start`).
+//! and keeping that list current, and getting every request answered by a member that is up —
+//! gRPC (all v3 services and streams) and plain HTTP (v2 keys, `/health`, the JSON gateway).
+//! What makes it worth having, as etcd's gRPC proxy: identical watches of many clients share
+//! one upstream watch (`watch_broadcast`, `watch_proxy`), lease keep-alives are coalesced
+//! (`lease_coalesce`), serializable ranges may be cached (`range_cache`, off by default), reads
+//! are retried on another member (`upstream_call`, `forward`), and the proxy serves its own
+//! `/metrics` (`metrics`). Also the L4 `gateway` (etcd's `etcd gateway start`).
 //! Does not own: the meaning of any request (members answer them).
 
+mod client_queue;
 mod forward;
 pub mod gateway;
+mod kv_proxy;
+mod lease_coalesce;
+pub mod metrics;
+mod peer_members;
+pub mod range_cache;
+mod routes;
 mod upstream;
+mod upstream_call;
+mod watch_broadcast;
+mod watch_proxy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,10 +58,17 @@ pub struct ProxySettings {
     pub upstream_tls: Option<rampart_tls::ClientTlsOptions>,
     /// How often the member list is refreshed (etcd's `--proxy-refresh-interval`, 30 s).
     pub refresh_interval: Duration,
+    /// How long serializable range responses are served from the proxy's cache (None: no
+    /// cache, the default, as etcd's).
+    pub serializable_cache_ttl: Option<Duration>,
+    /// Extra plain-HTTP listeners for `/metrics` and `/health` (etcd grpc-proxy's
+    /// `--metrics-addr`); the client listeners serve them too.
+    pub metrics_urls: Vec<String>,
 }
 
 pub struct RunningProxy {
     pub upstreams: Arc<Upstreams>,
+    pub metrics: Arc<metrics::ProxyMetrics>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -100,6 +121,7 @@ pub async fn run(settings: ProxySettings) -> Result<RunningProxy, ProxyError> {
         None => None,
     };
     let upstreams = Arc::new(Upstreams::new(settings.discovery.clone(), upstream_tls));
+    let proxy_metrics = Arc::new(metrics::ProxyMetrics::default());
     upstreams.refresh().await;
     let mut tasks = vec![tokio::spawn(
         upstreams.clone().run(settings.refresh_interval),
@@ -110,6 +132,11 @@ pub async fn run(settings: ProxySettings) -> Result<RunningProxy, ProxyError> {
         ),
         None => None,
     };
+    let services = routes::Services::new(
+        upstreams.clone(),
+        proxy_metrics.clone(),
+        settings.serializable_cache_ttl,
+    );
     for raw in &settings.listen_urls {
         let (addr, tls) = listen_addr(raw)?;
         let tls = match (tls, &server_tls) {
@@ -128,7 +155,7 @@ pub async fn run(settings: ProxySettings) -> Result<RunningProxy, ProxyError> {
                 source,
             })?;
         let incoming = TlsIncoming::new(listener, tls);
-        let routes = forward::routes(upstreams.clone());
+        let routes = services.routes();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
                 .accept_http1(true)
@@ -141,5 +168,25 @@ pub async fn run(settings: ProxySettings) -> Result<RunningProxy, ProxyError> {
         }));
         tracing::info!(address = %addr, "ready to proxy client requests; started gRPC proxy");
     }
-    Ok(RunningProxy { upstreams, tasks })
+    for raw in &settings.metrics_urls {
+        let (addr, _) = listen_addr(raw)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let router = services.http_routes();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "proxy metrics listener stopped");
+            }
+        }));
+        tracing::info!(address = %addr, "serving the proxy's /metrics and /health");
+    }
+    Ok(RunningProxy {
+        upstreams,
+        metrics: proxy_metrics,
+        tasks,
+    })
 }

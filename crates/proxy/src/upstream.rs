@@ -1,9 +1,12 @@
 //! The members behind the proxy: found from client URLs or asked from a member over the peer
 //! port, refreshed periodically, and checked so requests go to members that answer.
+//!
+//! A member whose connection fails is marked down and tried last until [`DOWN_BACKOFF`] has
+//! passed, so one dead member costs one failed attempt, not one per request.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rampart_proto::etcdserverpb::MemberListRequest;
 use rampart_proto::peer::peer_info_client::PeerInfoClient;
@@ -20,9 +23,14 @@ pub enum Discovery {
     PeerUrls(Vec<String>),
 }
 
+/// How long a member that failed is tried only after the others.
+pub const DOWN_BACKOFF: Duration = Duration::from_secs(5);
+
 struct Member {
     url: String,
     channel: Channel,
+    /// When a request to it last failed at the transport level (None: believed up).
+    down_since: Option<Instant>,
 }
 
 pub struct Upstreams {
@@ -52,17 +60,52 @@ impl Upstreams {
             .collect()
     }
 
-    /// The members to try for one request: all of them, starting from the next in turn.
+    /// The members to try for one request: all of them, starting from the next in turn, the
+    /// ones that failed recently last.
     pub(crate) fn candidates(&self) -> Vec<(String, Channel)> {
         let members = self.members.lock().expect("members");
         if members.is_empty() {
             return Vec::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % members.len();
-        (0..members.len())
-            .map(|i| &members[(start + i) % members.len()])
+        let in_turn = (0..members.len()).map(|i| &members[(start + i) % members.len()]);
+        let recently_down = |m: &Member| m.down_since.is_some_and(|t| t.elapsed() < DOWN_BACKOFF);
+        let (down, up): (Vec<&Member>, Vec<&Member>) = in_turn.partition(|m| recently_down(m));
+        up.into_iter()
+            .chain(down)
             .map(|m| (m.url.clone(), m.channel.clone()))
             .collect()
+    }
+
+    /// A request to `url` failed at the transport level: try the others first for a while.
+    pub(crate) fn mark_down(&self, url: &str) {
+        let mut members = self.members.lock().expect("members");
+        if let Some(m) = members.iter_mut().find(|m| m.url == url) {
+            if m.down_since.is_none() {
+                tracing::warn!(url, "proxy: member unreachable; using the others");
+            }
+            m.down_since = Some(Instant::now());
+        }
+    }
+
+    /// A request to `url` succeeded.
+    pub(crate) fn mark_up(&self, url: &str) {
+        let mut members = self.members.lock().expect("members");
+        if let Some(m) = members.iter_mut().find(|m| m.url == url) {
+            if m.down_since.take().is_some() {
+                tracing::info!(url, "proxy: member reachable again");
+            }
+        }
+    }
+
+    /// (members known, members believed up) — for the proxy's metrics.
+    pub fn counts(&self) -> (usize, usize) {
+        let members = self.members.lock().expect("members");
+        let up = members
+            .iter()
+            .filter(|m| m.down_since.is_none_or(|t| t.elapsed() >= DOWN_BACKOFF))
+            .count();
+        (members.len(), up)
     }
 
     fn channel(&self, url: &str) -> Option<Channel> {
@@ -84,6 +127,20 @@ impl Upstreams {
                         PeerInfoClient::new(channel).members(MemberListRequest::default()),
                     )
                     .await;
+                    if let Ok(Err(status)) = &asked {
+                        // Not a Rampart member: ask as etcd's proxy asks an etcd member.
+                        match crate::peer_members::client_urls(peer, self.tls.as_deref()).await {
+                            Ok(urls) if !urls.is_empty() => return Some(urls),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(
+                                peer,
+                                rampart_peer_service = %status.message(),
+                                etcd_members = %e,
+                                "proxy: member list not available"
+                            ),
+                        }
+                        continue;
+                    }
                     match asked {
                         Ok(Ok(resp)) => {
                             let urls: Vec<String> = resp
@@ -97,9 +154,9 @@ impl Upstreams {
                             }
                         }
                         Ok(Err(status)) => {
-                            tracing::debug!(peer, error = %status.message(), "proxy: member list refused")
+                            tracing::warn!(peer, code = ?status.code(), error = %status.message(), "proxy: member list refused")
                         }
-                        Err(_) => tracing::debug!(peer, "proxy: member list timed out"),
+                        Err(_) => tracing::warn!(peer, "proxy: member list timed out"),
                     }
                 }
                 None
@@ -122,14 +179,18 @@ impl Upstreams {
         let mut fresh = Vec::new();
         for url in urls {
             let existing = members.iter().position(|m| m.url == url);
-            let channel = match existing {
-                Some(i) => members[i].channel.clone(),
+            let (channel, down_since) = match existing {
+                Some(i) => (members[i].channel.clone(), members[i].down_since),
                 None => match self.channel(&url) {
-                    Some(c) => c,
+                    Some(c) => (c, None),
                     None => continue,
                 },
             };
-            fresh.push(Member { url, channel });
+            fresh.push(Member {
+                url,
+                channel,
+                down_since,
+            });
         }
         // etcd's v2 proxy logs this line; tools wait for it.
         tracing::info!(members = ?fresh.iter().map(|m| &m.url).collect::<Vec<_>>(), "httpproxy: endpoints found");

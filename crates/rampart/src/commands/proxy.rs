@@ -13,7 +13,9 @@ use rampart_proxy::{Discovery, ProxySettings};
 #[derive(Parser, Debug)]
 #[command(
     name = "rampart proxy",
-    about = "Proxy clients to a cluster: one address, one certificate"
+    about = "Proxy clients to a cluster: one address, one certificate",
+    // As Go's flag package (etcd's e2e suite passes --client-crl-file twice): the last wins.
+    args_override_self = true
 )]
 pub struct ProxyArgs {
     /// Address to serve clients on (host:port); TLS when --cert-file is given.
@@ -39,7 +41,8 @@ pub struct ProxyArgs {
     pub cert_file: Option<PathBuf>,
     #[arg(long)]
     pub key_file: Option<PathBuf>,
-    /// CA of client certificates (turns on mutual TLS with --client-cert-auth).
+    /// CA of client certificates: clients must then present a certificate it signed (as
+    /// etcd's grpc-proxy; --client-cert-auth is implied).
     #[arg(long)]
     pub trusted_ca_file: Option<PathBuf>,
     #[arg(long)]
@@ -55,11 +58,17 @@ pub struct ProxyArgs {
     pub insecure_skip_tls_verify: bool,
     #[arg(long, default_value = "default.proxy")]
     pub data_dir: PathBuf,
-    /// Accepted for etcd compatibility; the proxy's metrics are served on its own port.
+    /// Accepted for etcd compatibility.
     #[arg(long)]
     pub advertise_client_url: Option<String>,
+    /// An extra plain-HTTP address serving the proxy's /metrics and /health (the client
+    /// address serves them too).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Serve serializable ranges from a cache for this long ("500ms", "2s"); writes through
+    /// the proxy invalidate it. Off (0) by default.
+    #[arg(long, default_value = "0", value_parser = rampart_proxy::range_cache::parse_ttl)]
+    pub serializable_cache_ttl: Duration,
     #[arg(long)]
     pub resolver_prefix: Option<String>,
     #[arg(long)]
@@ -165,7 +174,9 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
             cert_file: Some(cert),
             key_file: args.key_file.clone(),
             trusted_ca_file: args.trusted_ca_file.clone(),
-            client_cert_auth: args.client_cert_auth,
+            // etcd's grpc-proxy requires client certificates whenever it is given a CA for
+            // them (transport.TLSInfo), with or without --client-cert-auth.
+            client_cert_auth: args.client_cert_auth || args.trusted_ca_file.is_some(),
             crl_file: args.client_crl_file.clone(),
             cipher_suites: listen_cipher_suites.clone(),
             ..Default::default()
@@ -188,6 +199,12 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
             insecure_skip_verify: args.insecure_skip_tls_verify,
         }),
         refresh_interval: Duration::from_secs(30),
+        serializable_cache_ttl: Some(args.serializable_cache_ttl).filter(|t| !t.is_zero()),
+        metrics_urls: args
+            .metrics_addr
+            .iter()
+            .map(|a| with_scheme(a, false))
+            .collect(),
     };
     serve(settings)
 }
@@ -245,6 +262,18 @@ pub fn run_from_server_config(config: &rampart_config::ServerConfig) -> ExitCode
             insecure_skip_verify: p.auto_tls_dir.is_some() && p.trusted_ca_file.is_none(),
         }),
         refresh_interval: Duration::from_millis(refresh.max(1000)),
+        serializable_cache_ttl: None,
+        metrics_urls: config
+            .values
+            .get("listen-metrics-urls")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     serve(proxy)
 }

@@ -2,6 +2,7 @@
 //! processes on loopback with mutual TLS, driven by the real `etcdctl`.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod real_etcd;
 
 use std::path::{Path, PathBuf};

@@ -115,3 +115,121 @@ pub fn mask_after(line: &str, marker: &str, stop: impl Fn(char) -> bool + Copy) 
     out.push_str(rest);
     out
 }
+
+/// One member of a [`RealEtcdCluster`].
+pub struct RealMember {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub child: Option<Child>,
+    pub log: std::path::PathBuf,
+}
+
+/// An n-member real etcd 3.4 cluster with client and peer mutual TLS (the seed's setup),
+/// using the given CA's member certificate for both.
+pub struct RealEtcdCluster {
+    pub members: Vec<RealMember>,
+    _dir: tempfile::TempDir,
+}
+
+impl RealEtcdCluster {
+    pub fn start(pki: &super::Pki, n: usize) -> RealEtcdCluster {
+        assert!(
+            std::path::Path::new("/usr/bin/etcd").exists(),
+            "/usr/bin/etcd is missing: install Debian's etcd-server (scripts/test.sh does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut members: Vec<RealMember> = (0..n)
+            .map(|i| RealMember {
+                name: format!("e{i}"),
+                client_url: format!("https://127.0.0.1:{}", free_port()),
+                peer_url: format!("https://127.0.0.1:{}", free_port()),
+                child: None,
+                log: dir.path().join(format!("e{i}.log")),
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            let log = std::fs::File::create(&m.log).unwrap();
+            let child = Command::new("/usr/bin/etcd")
+                .arg(format!("--name={}", m.name))
+                .arg(format!("--data-dir={}", dir.path().join(&m.name).display()))
+                .arg(format!("--listen-client-urls={}", m.client_url))
+                .arg(format!("--advertise-client-urls={}", m.client_url))
+                .arg(format!("--listen-peer-urls={}", m.peer_url))
+                .arg(format!("--initial-advertise-peer-urls={}", m.peer_url))
+                .arg(format!("--initial-cluster={initial}"))
+                .arg("--initial-cluster-token=real-etcd")
+                .arg("--initial-cluster-state=new")
+                .arg(format!("--cert-file={}", pki.file("member.pem")))
+                .arg(format!("--key-file={}", pki.file("member-key.pem")))
+                .arg(format!("--trusted-ca-file={}", pki.file("ca.pem")))
+                .arg("--client-cert-auth")
+                .arg(format!("--peer-cert-file={}", pki.file("member.pem")))
+                .arg(format!("--peer-key-file={}", pki.file("member-key.pem")))
+                .arg(format!("--peer-trusted-ca-file={}", pki.file("ca.pem")))
+                .arg("--peer-client-cert-auth")
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("start etcd");
+            m.child = Some(child);
+        }
+        let cluster = RealEtcdCluster { members, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for m in &cluster.members {
+            while !super::proxy::etcdctl(pki, &m.client_url)
+                .args(["endpoint", "health"])
+                .output()
+                .unwrap()
+                .status
+                .success()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "real etcd member {} not healthy:\n{}",
+                    m.name,
+                    std::fs::read_to_string(&m.log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        cluster
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.client_url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RealEtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}

@@ -44,6 +44,8 @@ async fn metrics(State(server): State<Arc<EtcdServer>>) -> impl IntoResponse {
     let status = server.raft.status();
     let is_leader = u8::from(status.is_leader());
     let has_leader = u8::from(status.leader() != 0);
+    let (synced, unsynced) = server.watch_hub.counts();
+    let watch_streams = server.watch_hub.stream_count();
     let body = format!(
         "# HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.\n\
          # TYPE etcd_server_has_leader gauge\netcd_server_has_leader {has_leader}\n\
@@ -54,10 +56,15 @@ async fn metrics(State(server): State<Arc<EtcdServer>>) -> impl IntoResponse {
          # HELP etcd_server_proposals_applied_total The total number of consensus proposals applied.\n\
          # TYPE etcd_server_proposals_applied_total gauge\netcd_server_proposals_applied_total {}\n\
          # HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n\
-         # TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{}\"}} 1\n",
+         # TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{}\"}} 1\n\
+         # HELP etcd_debugging_mvcc_watch_stream_total Total number of watch streams.\n\
+         # TYPE etcd_debugging_mvcc_watch_stream_total gauge\netcd_debugging_mvcc_watch_stream_total {watch_streams}\n\
+         # HELP etcd_debugging_mvcc_watcher_total Total number of watchers.\n\
+         # TYPE etcd_debugging_mvcc_watcher_total gauge\netcd_debugging_mvcc_watcher_total {}\n",
         status.commit_index(),
         server.applied_index(),
         server.version,
+        synced + unsynced,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

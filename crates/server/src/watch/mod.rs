@@ -177,6 +177,11 @@ impl WatchHub {
         (s.synced.len(), s.unsynced.len())
     }
 
+    /// Number of open watch streams — for metrics.
+    pub fn stream_count(&self) -> usize {
+        self.state().streams.len()
+    }
+
     /// Registers a stream; returns its ID, its outbox, and the receiving end of the outbox.
     pub fn open_stream(&self) -> (u64, Outbox, Inbox) {
         let (tx, rx) = outbox::outbox();
