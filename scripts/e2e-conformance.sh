@@ -62,7 +62,7 @@ tests=(
   TestCtlV3MemberUpdate TestCtlV3MemberUpdateNoTLS TestCtlV3MemberUpdateClientTLS TestCtlV3MemberUpdateClientAutoTLS
   TestCtlV3MemberUpdatePeerTLS
   # Gateway and proxy (issue 6)
-  TestGateway TestGrpcproxyAndListenCipherSuite
+  TestGateway TestGrpcproxyAndListenCipherSuite TestGrpcproxyAndCommonName
 )
 # Client-only features (issue 7): concurrency recipes and mirroring work against any server.
 # The v2 `backup` of a Rampart data dir needs our etcdctl (the real one reads only etcd's WAL).

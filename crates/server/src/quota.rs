@@ -103,7 +103,12 @@ impl EtcdServer {
         match *measured {
             Some((at, bytes)) if at == applied => bytes,
             _ => {
-                let bytes = self.applier.read().expect("applier").db_size_in_use().max(0) as u64;
+                let bytes = self
+                    .applier
+                    .read()
+                    .expect("applier")
+                    .db_size_in_use()
+                    .max(0) as u64;
                 *measured = Some((applied, bytes));
                 bytes
             }

@@ -113,6 +113,19 @@ fn with_scheme(endpoint: &str, tls: bool) -> String {
     }
 }
 
+/// `etcd grpc-proxy start`: as etcd's, it refuses a client certificate with a Common Name (with
+/// auth enabled the members would take that CN as the user, so every client of the proxy would
+/// act as that user). `rampart proxy` allows it, since Rampart's members have no v3 auth yet.
+pub fn run_etcd_grpc_proxy(args: ProxyArgs) -> ExitCode {
+    if let Some(cert) = &args.cert {
+        if let Some(cn) = certificate_common_name(cert) {
+            eprintln!("cert has non empty Common Name ({cn}): {}", cert.display());
+            return ExitCode::from(1);
+        }
+    }
+    run_grpc_proxy(args)
+}
+
 pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
     crate::logging::init("info", &["stderr".to_string()]);
     if args.namespace.is_some() {
@@ -123,6 +136,7 @@ pub fn run_grpc_proxy(args: ProxyArgs) -> ExitCode {
         eprintln!("--discovery-srv is not supported by rampart's proxy: list the members with --endpoints");
         return ExitCode::from(1);
     }
+
     for (given, flag) in [
         (args.max_send_bytes.is_some(), "--max-send-bytes"),
         (args.max_recv_bytes.is_some(), "--max-recv-bytes"),
@@ -334,4 +348,16 @@ pub fn run_gateway(args: Vec<OsString>) -> ExitCode {
         task.abort();
         ExitCode::SUCCESS
     })
+}
+
+/// The Common Name of the first certificate in a PEM file, when it has a non-empty one.
+fn certificate_common_name(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let origin = path.display().to_string();
+    let der = rampart_pki::inspect::pem_certificates(&text, &origin)
+        .ok()?
+        .into_iter()
+        .next()?;
+    let info = rampart_pki::inspect::describe(&der, &origin).ok()?;
+    (!info.common_name.is_empty()).then_some(info.common_name)
 }

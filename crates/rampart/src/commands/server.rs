@@ -13,7 +13,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             let rest = args.iter().skip(2).cloned();
             let argv = std::iter::once(OsString::from("etcd grpc-proxy start")).chain(rest);
             return match crate::commands::proxy::ProxyArgs::try_parse_from(argv) {
-                Ok(a) => crate::commands::proxy::run_grpc_proxy(a),
+                Ok(a) => crate::commands::proxy::run_etcd_grpc_proxy(a),
                 Err(e) => {
                     let _ = e.print();
                     ExitCode::from(2)
