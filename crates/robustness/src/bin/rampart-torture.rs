@@ -1,0 +1,113 @@
+//! Long robustness runs (`scripts/torture.sh` calls this): fresh clusters one after another,
+//! each under random nemeses, every history checked; ends with the summary table and exits 1 if
+//! anything was found.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use rampart_robustness::harness::default_rampart_binary;
+use rampart_robustness::harness::nemesis::{Nemesis, ALL_NEMESES};
+use rampart_robustness::linearizability::DEFAULT_MAX_STEPS_PER_KEY;
+use rampart_robustness::run::{run_for, RunConfig};
+use rampart_robustness::workload::WorkloadConfig;
+
+#[derive(Parser)]
+#[command(about = "Fault injection against real rampart clusters, with every history checked")]
+struct Args {
+    /// Total time, e.g. 10m, 90s.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Client time of each history (each starts a fresh cluster).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    history: Duration,
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    #[arg(long, default_value_t = 6)]
+    clients: usize,
+    #[arg(long, default_value_t = 2)]
+    watchers: usize,
+    #[arg(long, default_value_t = 5)]
+    keys: usize,
+    /// Comma-separated nemeses, `all` or `none`.
+    #[arg(long, default_value = "all")]
+    nemeses: String,
+    /// Seeds the choice of nemeses, members and operations.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The rampart binary (default: the one built next to this program).
+    #[arg(long)]
+    rampart: Option<PathBuf>,
+    /// Where cluster directories and failing histories go.
+    #[arg(long, default_value = "target/torture")]
+    out: PathBuf,
+    /// Run members on loopback even where network namespaces are available.
+    #[arg(long)]
+    no_netns: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit (s, m or h)"))?;
+    match unit {
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: the unit must be s, m or h")),
+    }
+}
+
+fn parse_nemeses(s: &str) -> Result<Vec<Nemesis>, String> {
+    match s {
+        "all" => Ok(ALL_NEMESES.to_vec()),
+        "none" => Ok(Vec::new()),
+        list => list.split(',').map(|n| n.trim().parse()).collect(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let nemeses = match parse_nemeses(&args.nemeses) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("rampart-torture: --nemeses: {e}");
+            std::process::exit(2);
+        }
+    };
+    let config = RunConfig {
+        members: args.members,
+        workload: WorkloadConfig {
+            clients: args.clients,
+            watchers: args.watchers,
+            keys: args.keys,
+            ..WorkloadConfig::default()
+        },
+        history_duration: args.history,
+        nemeses,
+        hold: (Duration::from_secs(1), Duration::from_secs(5)),
+        gap: Duration::from_secs(2),
+        seed: args.seed,
+        rampart: args.rampart.unwrap_or_else(default_rampart_binary),
+        work_dir: args.out,
+        namespaces: !args.no_netns,
+        max_steps_per_key: DEFAULT_MAX_STEPS_PER_KEY,
+    };
+    match run_for(&config, args.duration).await {
+        Ok(summary) => {
+            println!("{summary}");
+            if summary.anomalies > 0
+                || summary.acknowledged_writes_lost > 0
+                || summary.undecided_keys > 0
+            {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("rampart-torture: {e}");
+            std::process::exit(1);
+        }
+    }
+}
