@@ -142,6 +142,10 @@ pub struct History {
     /// The events of a watch from revision 1 over the key prefix, opened after all members
     /// restarted: what the cluster remembers (the durability checker's input).
     pub replay_after_restart: Option<WatchLog>,
+    /// When the clients stopped; later operations are the checks after the final restart, which
+    /// do not count towards unavailability.
+    #[serde(default)]
+    pub workload_ended: Option<Nanos>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::durability::{check_durability, LostWrite};
-use crate::history::{History, HistoryFileError, Outcome};
+use crate::history::{History, HistoryFileError, Nanos, Outcome};
 use crate::linearizability::{check_linearizability, LinearizabilityReport};
 use crate::watch_check::{check_watches, WatchAnomaly};
 
@@ -90,32 +90,43 @@ pub fn save_failure(
     Ok(json)
 }
 
-/// The longest stretch, from the first invocation to the last completion, in which no operation
-/// succeeded: how long clients could get nothing done.
+/// The longest stretch of the workload, from the first invocation to the last completion, in
+/// which no operation succeeded: how long clients could get nothing done.
 pub fn longest_unavailability(history: &History) -> Duration {
-    let Some(start) = history.operations.iter().map(|o| o.invoked).min() else {
-        return Duration::ZERO;
-    };
-    let end = history
+    unavailability_window(history).0
+}
+
+/// The longest unavailability and when it began.
+pub fn unavailability_window(history: &History) -> (Duration, Nanos) {
+    let ended = history.workload_ended.unwrap_or(u64::MAX);
+    let workload: Vec<_> = history
         .operations
+        .iter()
+        .filter(|o| o.invoked <= ended)
+        .collect();
+    let Some(start) = workload.iter().map(|o| o.invoked).min() else {
+        return (Duration::ZERO, 0);
+    };
+    let end = workload
         .iter()
         .map(|o| o.completed)
         .max()
         .unwrap_or(start);
-    let mut successes: Vec<u64> = history
-        .operations
+    let mut successes: Vec<u64> = workload
         .iter()
         .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
         .map(|o| o.completed)
         .collect();
     successes.sort_unstable();
-    let mut longest = 0;
+    let (mut longest, mut began) = (0, start);
     let mut last = start;
     for t in successes.into_iter().chain(std::iter::once(end)) {
-        longest = longest.max(t.saturating_sub(last));
+        if t.saturating_sub(last) > longest {
+            (longest, began) = (t - last, last);
+        }
         last = last.max(t);
     }
-    Duration::from_nanos(longest)
+    (Duration::from_nanos(longest), began)
 }
 
 /// The figures both entry points end with, summed over every history checked.

@@ -20,7 +20,7 @@ use crate::harness::cluster::{Cluster, ClusterConfig};
 use crate::harness::nemesis::{inject, restart_all, Nemesis};
 use crate::harness::HarnessError;
 use crate::history::{History, HistoryFileError, Outcome, Request};
-use crate::report::{check_history, save_failure, Findings, Summary};
+use crate::report::{check_history, save_failure, unavailability_window, Findings, Summary};
 use crate::workload::{prefix_end, run_client, run_watcher, Recorder, WatchStop, WorkloadConfig};
 
 #[derive(Debug, Clone)]
@@ -132,13 +132,18 @@ pub async fn run_history(config: &RunConfig, index: usize) -> Result<HistoryRun,
         let nemesis = config.nemeses[rng.random_range(0..config.nemeses.len())];
         let left = deadline.saturating_duration_since(Instant::now());
         let hold = rng.random_range(config.hold.0..=config.hold.1).min(left);
-        nemeses.push(inject(&mut cluster, nemesis, hold, &mut rng).await?);
+        // Whole milliseconds, so the log reads well.
+        let hold = Duration::from_millis(hold.as_millis() as u64);
+        let at = recorder.now() as f64 / 1e9;
+        let what = inject(&mut cluster, nemesis, hold, &mut rng).await?;
+        nemeses.push(format!("{at:.1}s {what}"));
     }
     tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
     clients_stop.store(true, Ordering::Relaxed);
     for c in clients {
         let _ = c.await;
     }
+    let workload_ended = recorder.now();
     monitor_stop.store(true, Ordering::Relaxed);
     let leader_changes = monitor.await.unwrap_or(0);
 
@@ -178,6 +183,7 @@ pub async fn run_history(config: &RunConfig, index: usize) -> Result<HistoryRun,
         operations: recorder.operations(),
         watches,
         replay_after_restart: Some(replay),
+        workload_ended: Some(workload_ended),
     };
     let max_steps = config.max_steps_per_key;
     let checked = history.clone();
@@ -211,11 +217,14 @@ pub async fn run_for(config: &RunConfig, total: Duration) -> Result<Summary, Run
         let run = run_history(config, index).await?;
         summary.add(&run.history, &run.findings, run.leader_changes);
         summary.nemeses_applied += run.nemeses.len();
+        let (unavailable, from) = unavailability_window(&run.history);
         eprintln!(
-            "history {index}: {} operations, {} anomalies, {} leader changes; nemeses: {}",
+            "history {index}: {} operations, {} anomalies, {} leader changes, longest unavailability {:.1}s from {:.1}s; nemeses: {}",
             run.history.operations.len(),
             run.findings.anomaly_count(),
             run.leader_changes,
+            unavailable.as_secs_f64(),
+            from as f64 / 1e9,
             if run.nemeses.is_empty() {
                 "none".to_string()
             } else {

@@ -382,6 +382,7 @@ fn a_failing_history_is_saved_and_reads_back_the_same() {
         operations: b.ops,
         watches: vec![],
         replay_after_restart: None,
+        workload_ended: None,
     };
     let findings = check_history(&history, DEFAULT_MAX_STEPS_PER_KEY);
     assert_eq!(findings.anomaly_count(), 1);
