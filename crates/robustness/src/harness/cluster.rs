@@ -78,7 +78,7 @@ impl Cluster {
         let mut seen = std::collections::HashSet::new();
         hosts.retain(|h| seen.insert(h.clone()));
         let pki = ClusterPki::create(&config.rampart, &config.dir.join("tls"), &hosts)?;
-        let faults = FaultControl::default();
+        let faults = FaultControl::new(config.members);
         let member_ips: Vec<IpAddr> = (0..config.members)
             .map(|i| IpAddr::V4(network.member_address(i)))
             .collect();

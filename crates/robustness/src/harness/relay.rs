@@ -43,12 +43,17 @@ pub struct LinkFaults {
 }
 
 impl LinkFaults {
-    /// Whether traffic from `from` (None: cannot tell, on loopback) into member `to` is cut.
-    /// On loopback the source of a connection is unknown, so any cut into `to` cuts all of it.
-    fn blocks(&self, from: Option<usize>, to: usize) -> bool {
+    /// Whether traffic from `from` into member `to` of a `members`-member cluster is cut.
+    /// `from` is None where connections cannot be told apart (loopback): then `to`'s whole
+    /// inbound traffic is cut when it is cut off from more than half of the others, i.e. when
+    /// it is on the minority side; its outbound traffic still flows (an asymmetric partition).
+    fn blocks(&self, from: Option<usize>, to: usize, members: usize) -> bool {
         match from {
             Some(f) => self.cuts.contains(&(f, to)),
-            None => self.cuts.iter().any(|&(_, t)| t == to),
+            None => {
+                let cut_from = self.cuts.iter().filter(|&&(_, t)| t == to).count();
+                cut_from * 2 > members.saturating_sub(1)
+            }
         }
     }
 }
@@ -56,20 +61,25 @@ impl LinkFaults {
 /// The shared fault settings and a signal that they changed.
 #[derive(Clone)]
 pub struct FaultControl {
+    members: usize,
     faults: Arc<Mutex<LinkFaults>>,
     changed: watch::Sender<u64>,
 }
 
-impl Default for FaultControl {
-    fn default() -> Self {
+impl FaultControl {
+    /// No faults yet, for a cluster of `members` members.
+    pub fn new(members: usize) -> FaultControl {
         FaultControl {
+            members,
             faults: Arc::default(),
             changed: watch::Sender::new(0),
         }
     }
-}
 
-impl FaultControl {
+    fn blocks(&self, from: Option<usize>, to: usize) -> bool {
+        self.get().blocks(from, to, self.members)
+    }
+
     pub fn update(&self, change: impl FnOnce(&mut LinkFaults)) {
         change(&mut self.faults.lock().expect("fault settings lock"));
         self.changed.send_modify(|n| *n += 1);
@@ -144,7 +154,7 @@ async fn until_link(
     cut: bool,
 ) {
     loop {
-        if control.get().blocks(from, to) == cut {
+        if control.blocks(from, to) == cut {
             return;
         }
         if changes.changed().await.is_err() {
@@ -161,7 +171,7 @@ async fn serve(
     control: FaultControl,
 ) {
     let mut changes = control.changed.subscribe();
-    if control.get().blocks(from, to) {
+    if control.blocks(from, to) {
         // A black hole: the dialer sees a connection that never answers, until the cut heals.
         until_link(&control, &mut changes, from, to, false).await;
         drop(inbound);
