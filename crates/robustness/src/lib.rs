@@ -5,7 +5,7 @@
 //! Wing–Gong–Lowe with memoisation, per key), the watch checker ([`watch_check`]), the durability
 //! checker ([`durability`]), the cluster harness with its network namespaces, fault-injecting
 //! relays and nemeses ([`harness`]), the client workload ([`workload`]) and a whole run with its
-//! summary table ([`run`]). Does not own: the server (it runs the `rampart` binary as a separate
+//! summary table ([`run`]), and a seeded simulation of the consensus layer ([`simulation`]). Does not own: the server (it runs the `rampart` binary as a separate
 //! process) or its test suites.
 
 pub mod durability;
@@ -14,5 +14,6 @@ pub mod history;
 pub mod linearizability;
 pub mod report;
 pub mod run;
+pub mod simulation;
 pub mod watch_check;
 pub mod workload;

@@ -107,11 +107,7 @@ pub fn unavailability_window(history: &History) -> (Duration, Nanos) {
     let Some(start) = workload.iter().map(|o| o.invoked).min() else {
         return (Duration::ZERO, 0);
     };
-    let end = workload
-        .iter()
-        .map(|o| o.completed)
-        .max()
-        .unwrap_or(start);
+    let end = workload.iter().map(|o| o.completed).max().unwrap_or(start);
     let mut successes: Vec<u64> = workload
         .iter()
         .filter(|o| matches!(o.outcome, Outcome::Ok(_)))

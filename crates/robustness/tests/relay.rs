@@ -58,15 +58,23 @@ async fn the_relay_forwards_delays_cuts_and_heals() {
     .unwrap();
     let mut conn = TcpStream::connect(relay.listen).await.unwrap();
     assert_eq!(
-        round_trip(&mut conn, b"hello", Duration::from_secs(2)).await.as_deref(),
+        round_trip(&mut conn, b"hello", Duration::from_secs(2))
+            .await
+            .as_deref(),
         Some(&b"hello"[..])
     );
 
     control.update(|f| f.delay = Duration::from_millis(150));
     let start = Instant::now();
-    assert!(round_trip(&mut conn, b"slow", Duration::from_secs(2)).await.is_some());
+    assert!(round_trip(&mut conn, b"slow", Duration::from_secs(2))
+        .await
+        .is_some());
     // Both directions pass through the relay: at least two delays.
-    assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        start.elapsed()
+    );
     control.heal_all();
 
     // Member 0 cut off from both others: on loopback its whole inbound traffic stops.
@@ -91,5 +99,7 @@ async fn the_relay_forwards_delays_cuts_and_heals() {
         f.cuts.insert((1, 0));
     });
     let mut conn = TcpStream::connect(relay.listen).await.unwrap();
-    assert!(round_trip(&mut conn, b"back", Duration::from_secs(2)).await.is_some());
+    assert!(round_trip(&mut conn, b"back", Duration::from_secs(2))
+        .await
+        .is_some());
 }
