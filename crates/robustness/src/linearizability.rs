@@ -320,25 +320,48 @@ fn next_candidates(list: &EntryList, ops: &[&Operation]) -> Vec<usize> {
     out
 }
 
+/// Operations listed around the point where the search got stuck (the saved history has all).
+const SHOWN_AROUND_FAILURE: usize = 40;
+
 impl fmt::Display for NonLinearizable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let by_id: HashMap<usize, &Operation> = self.operations.iter().map(|o| (o.id, o)).collect();
+        let tail = &self.longest_order[self.longest_order.len().saturating_sub(8)..];
+        // The window from the last few linearized operations to the blocked ones.
+        let from = tail
+            .iter()
+            .chain(&self.blocked)
+            .map(|id| by_id[id].invoked)
+            .min()
+            .unwrap_or(0);
+        let to = self
+            .blocked
+            .iter()
+            .map(|id| by_id[id].completed)
+            .max()
+            .unwrap_or(u64::MAX);
+        let around: Vec<&Operation> = self
+            .operations
+            .iter()
+            .filter(|o| o.completed >= from && o.invoked <= to)
+            .take(SHOWN_AROUND_FAILURE)
+            .collect();
         writeln!(
             f,
-            "key {:?} is not linearizable ({} operations):",
+            "key {:?} is not linearizable ({} operations; {} around the failure, by invocation):",
             self.key,
-            self.operations.len()
+            self.operations.len(),
+            around.len()
         )?;
-        for op in &self.operations {
+        for op in around {
             writeln!(f, "  {op}")?;
         }
-        let by_id: HashMap<usize, &Operation> = self.operations.iter().map(|o| (o.id, o)).collect();
         writeln!(
             f,
             "the longest valid order found ({} operations) ends with:",
             self.longest_order.len()
         )?;
-        let tail = self.longest_order.len().saturating_sub(8);
-        for id in &self.longest_order[tail..] {
+        for id in tail {
             writeln!(f, "  {}", by_id[id])?;
         }
         writeln!(f, "after which none of these can come next:")?;

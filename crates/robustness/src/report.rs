@@ -138,6 +138,8 @@ pub struct Summary {
     pub longest_unavailability: Duration,
     pub acknowledged_writes_lost: usize,
     pub nemeses_applied: usize,
+    /// Wall-clock time of the whole run.
+    pub elapsed: Duration,
     /// Where failing histories were saved.
     pub failures: Vec<PathBuf>,
 }
@@ -165,6 +167,7 @@ impl Summary {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows = [
+            ("run time", format!("{:.0}s", self.elapsed.as_secs_f64())),
             ("histories checked", self.histories_checked.to_string()),
             ("operations", self.operations.to_string()),
             (

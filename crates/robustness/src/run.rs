@@ -207,7 +207,8 @@ pub async fn run_history(config: &RunConfig, index: usize) -> Result<HistoryRun,
     })
 }
 
-/// Runs histories one after another until `total` has passed (at least one), adding each to the
+/// Runs histories one after another until `total` has passed (at least one; the last one may end
+/// up to one history later), adding each to the
 /// summary and printing a line per history; a failing history's findings are printed in full.
 pub async fn run_for(config: &RunConfig, total: Duration) -> Result<Summary, RunError> {
     let started = Instant::now();
@@ -236,7 +237,8 @@ pub async fn run_for(config: &RunConfig, total: Duration) -> Result<Summary, Run
             summary.failures.push(path);
         }
         index += 1;
-        if started.elapsed() + config.history_duration >= total {
+        summary.elapsed = started.elapsed();
+        if summary.elapsed >= total {
             return Ok(summary);
         }
     }
@@ -297,7 +299,7 @@ async fn final_reads(recorder: &Recorder, channels: &[Channel], workload: &Workl
             let mut kv = KvClient::new(channels[attempt % channels.len()].clone());
             let key = workload.key(k);
             let outcome = recorder
-                .perform(&mut kv, reader, &key, Request::Get, workload.op_timeout)
+                .perform(&mut kv, reader, &key, Request::Get, workload)
                 .await;
             if matches!(outcome, Outcome::Ok(_)) {
                 break;

@@ -35,6 +35,9 @@ pub struct WorkloadConfig {
     pub op_timeout: Duration,
     /// Pause between one client's operations (keeps the load bounded).
     pub think_time: Duration,
+    /// Serve gets from the member's local state (etcd's serializable reads), which are allowed
+    /// to be stale: only for showing that the checker catches stale reads.
+    pub serializable_gets: bool,
 }
 
 impl Default for WorkloadConfig {
@@ -46,6 +49,7 @@ impl Default for WorkloadConfig {
             prefix: "/robustness/".into(),
             op_timeout: Duration::from_secs(2),
             think_time: Duration::from_millis(5),
+            serializable_gets: false,
         }
     }
 }
@@ -83,10 +87,12 @@ impl Recorder {
         client: usize,
         key: &str,
         request: Request,
-        timeout: Duration,
+        config: &WorkloadConfig,
     ) -> Outcome {
         let invoked = self.now();
-        let outcome = match tokio::time::timeout(timeout, execute(kv, key, &request)).await {
+        let timeout = config.op_timeout;
+        let call = execute(kv, key, &request, config.serializable_gets);
+        let outcome = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Outcome::Ok(response),
             Ok(Err(status)) => Outcome::Unknown {
                 error: format!("{:?}: {}", status.code(), status.message()),
@@ -120,6 +126,7 @@ async fn execute(
     kv: &mut KvClient<Channel>,
     key: &str,
     request: &Request,
+    serializable: bool,
 ) -> Result<Response, tonic::Status> {
     let key_bytes = key.as_bytes().to_vec();
     let header_revision =
@@ -142,7 +149,7 @@ async fn execute(
             let r = kv
                 .range(RangeRequest {
                     key: key_bytes,
-                    serializable: false,
+                    serializable,
                     ..Default::default()
                 })
                 .await?
@@ -227,7 +234,7 @@ pub async fn run_client(
             _ => Request::Put { value: fresh },
         };
         let outcome = recorder
-            .perform(&mut kv, client, &key, request.clone(), config.op_timeout)
+            .perform(&mut kv, client, &key, request.clone(), &config)
             .await;
         match outcome {
             Outcome::Ok(Response::Get { value, .. }) => last_seen[k] = value,

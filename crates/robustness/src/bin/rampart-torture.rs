@@ -44,6 +44,72 @@ struct Args {
     /// Run members on loopback even where network namespaces are available.
     #[arg(long)]
     no_netns: bool,
+    /// Weaken gets to serializable (local, possibly stale) reads on purpose, to see the checker
+    /// report the stale reads this allows.
+    #[arg(long)]
+    serializable_gets: bool,
+    /// Check a saved history (a `*.history.json` a failing run wrote) again and explain it.
+    #[arg(long)]
+    check: Option<PathBuf>,
+    /// Instead of clusters, run the consensus simulation for this many seeds from --seed
+    /// (a failing seed is printed; rerun it with --simulate 1 --seed N to replay it exactly).
+    #[arg(long, default_value_t = 0)]
+    simulate: u64,
+}
+
+/// Checks a saved history, prints the findings, and exits 0 if it is clean.
+fn check_saved(path: &std::path::Path) -> ! {
+    let history = match rampart_robustness::history::History::load(path) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rampart-torture: {e}");
+            std::process::exit(2);
+        }
+    };
+    let findings = rampart_robustness::report::check_history(&history, DEFAULT_MAX_STEPS_PER_KEY);
+    print!("{findings}");
+    println!(
+        "{} operations, {} watch logs: {} anomalies, {} undecided keys",
+        history.operations.len(),
+        history.watches.len(),
+        findings.anomaly_count(),
+        findings.undecided_count()
+    );
+    std::process::exit(if findings.is_clean() { 0 } else { 1 });
+}
+
+/// Runs the deterministic simulation for `count` seeds; exits 1 on the first failure.
+fn simulate_seeds(first: u64, count: u64, members: usize) {
+    use rampart_robustness::simulation::{simulate, SimConfig};
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let (mut committed, mut crashes, mut partitions) = (0, 0, 0);
+    for seed in first..first + count {
+        let dir = tempfile::tempdir_in(&base).expect("a directory for the simulated WALs");
+        let config = SimConfig {
+            members,
+            seed,
+            ..SimConfig::default()
+        };
+        match simulate(&config, dir.path()) {
+            Ok(r) => {
+                committed += r.committed_index;
+                crashes += r.crashes;
+                partitions += r.partitions;
+            }
+            Err(e) => {
+                eprintln!("rampart-torture: simulation failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    println!(
+        "simulated {count} seeds ({first}..{}), {members} members: 0 failures; {committed} entries committed, {crashes} crashes, {partitions} partitions",
+        first + count - 1
+    );
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -70,6 +136,13 @@ fn parse_nemeses(s: &str) -> Result<Vec<Nemesis>, String> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(path) = &args.check {
+        check_saved(path);
+    }
+    if args.simulate > 0 {
+        simulate_seeds(args.seed, args.simulate, args.members);
+        return;
+    }
     let nemeses = match parse_nemeses(&args.nemeses) {
         Ok(n) => n,
         Err(e) => {
@@ -83,6 +156,7 @@ async fn main() {
             clients: args.clients,
             watchers: args.watchers,
             keys: args.keys,
+            serializable_gets: args.serializable_gets,
             ..WorkloadConfig::default()
         },
         history_duration: args.history,
@@ -95,7 +169,17 @@ async fn main() {
         namespaces: !args.no_netns,
         max_steps_per_key: DEFAULT_MAX_STEPS_PER_KEY,
     };
-    match run_for(&config, args.duration).await {
+    // Ctrl-C drops the run, and with it the cluster: members are killed, namespaces removed.
+    let outcome = tokio::select! {
+        outcome = run_for(&config, args.duration) => Some(outcome),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    // Here the run's future, and so its cluster, has been dropped.
+    let Some(outcome) = outcome else {
+        eprintln!("rampart-torture: interrupted; members stopped and namespaces removed");
+        std::process::exit(130);
+    };
+    match outcome {
         Ok(summary) => {
             println!("{summary}");
             if summary.anomalies > 0

@@ -151,7 +151,7 @@ pub async fn inject(
         }
         Nemesis::RestartAll => {
             restart_all(cluster)?;
-            format!("kill -9 all members and restart them")
+            "kill -9 all members and restart them".to_string()
         }
     };
     Ok(what)

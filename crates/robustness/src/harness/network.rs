@@ -233,6 +233,12 @@ fn remove_stale() {
     for name in netns.lines().filter_map(|l| l.split_whitespace().next()) {
         if let Some(rest) = name.strip_prefix(NETNS_PREFIX) {
             if !alive(rest.split('-').next().unwrap_or("")) {
+                // Members of a harness that was killed outlive it: stop them first.
+                let pids = run_command("ip", &["netns", "pids", name]).unwrap_or_default();
+                for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill has no memory preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
                 let _ = run_command("ip", &["netns", "del", name]);
             }
         }
