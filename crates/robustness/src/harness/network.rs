@@ -224,10 +224,19 @@ impl Drop for Namespaces {
 /// Removes namespaces and bridges left by harness processes that no longer run.
 fn remove_stale() {
     let alive = |pid: &str| {
-        pid.parse::<i32>()
-            // SAFETY: kill with signal 0 only checks whether the process exists.
-            .map(|p| unsafe { libc::kill(p, 0) } == 0)
-            .unwrap_or(true)
+        let Ok(p) = pid.parse::<i32>() else {
+            return true;
+        };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let exists = unsafe { libc::kill(p, 0) } == 0;
+        // A harness killed a moment ago can still be a zombie waiting for its parent.
+        let zombie = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map(|stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+            .unwrap_or(false);
+        exists && !zombie
     };
     let netns = run_command("ip", &["netns", "list"]).unwrap_or_default();
     for name in netns.lines().filter_map(|l| l.split_whitespace().next()) {
