@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub history_duration: Duration,
     /// The nemeses to draw from (none: a fault-free history).
     pub nemeses: Vec<Nemesis>,
+    /// Take the nemeses in their order instead of at random (a short run covers each).
+    pub round_robin: bool,
     /// How long a nemesis holds (drawn uniformly from this range).
     pub hold: (Duration, Duration),
     /// Quiet time between two nemeses.
@@ -129,7 +131,11 @@ pub async fn run_history(config: &RunConfig, index: usize) -> Result<HistoryRun,
     let deadline = Instant::now() + config.history_duration;
     while !config.nemeses.is_empty() && Instant::now() + config.gap < deadline {
         tokio::time::sleep(config.gap).await;
-        let nemesis = config.nemeses[rng.random_range(0..config.nemeses.len())];
+        let nemesis = if config.round_robin {
+            config.nemeses[nemeses.len() % config.nemeses.len()]
+        } else {
+            config.nemeses[rng.random_range(0..config.nemeses.len())]
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         let hold = rng.random_range(config.hold.0..=config.hold.1).min(left);
         // Whole milliseconds, so the log reads well.

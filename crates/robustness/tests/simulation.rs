@@ -4,7 +4,7 @@
 use rampart_robustness::simulation::{simulate, SimConfig};
 
 #[test]
-fn simulated_clusters_stay_consistent_and_recover_under_faults() {
+fn simulated_members_stay_consistent_and_recover_under_faults() {
     let mut total = rampart_robustness::simulation::SimReport::default();
     for seed in 1..=30 {
         for members in [3, 5] {

@@ -161,6 +161,7 @@ async fn main() {
         },
         history_duration: args.history,
         nemeses,
+        round_robin: false,
         hold: (Duration::from_secs(1), Duration::from_secs(5)),
         gap: Duration::from_secs(2),
         seed: args.seed,
