@@ -89,7 +89,7 @@ fn cluster_snapshot_save_restores_into_a_real_etcd() {
     assert_eq!(kvs[0]["mod_revision"], 4);
     assert_eq!(kvs[0]["value"], "Mw==");
     assert_eq!(
-        format!("{:x}", kvs[1]["lease"].as_i64().unwrap()),
+        format!("{:016x}", kvs[1]["lease"].as_i64().unwrap()),
         lease.to_lowercase()
     );
     let leases =
