@@ -78,23 +78,67 @@ async fn ask(peer_url: &str, tls: Option<&ClientTls>) -> Result<Vec<String>, Pee
                 .await
                 .map_err(io)?;
             stream.write_all(request.as_bytes()).await.map_err(io)?;
-            stream
-                .take(MAX_ANSWER_BYTES)
-                .read_to_end(&mut raw)
-                .await
-                .map_err(io)?;
+            stream.flush().await.map_err(io)?;
+            read_answer(&mut stream, &mut raw).await.map_err(io)?;
         }
         _ => {
             let mut stream = tcp;
             stream.write_all(request.as_bytes()).await.map_err(io)?;
-            stream
-                .take(MAX_ANSWER_BYTES)
-                .read_to_end(&mut raw)
-                .await
-                .map_err(io)?;
+            stream.flush().await.map_err(io)?;
+            read_answer(&mut stream, &mut raw).await.map_err(io)?;
         }
     }
     parse_answer(peer_url, &raw)
+}
+
+/// Reads one HTTP/1.1 answer: up to the end its headers announce (Content-Length or the last
+/// chunk), or to the end of the connection when they announce none. Not waiting for the close
+/// matters: etcd 3.4's peer port answers `Connection: close` but can keep a rustls connection
+/// open for seconds afterwards.
+async fn read_answer<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    raw: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if raw.len() as u64 > MAX_ANSWER_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
+            ));
+        }
+        if answer_complete(raw) {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether `raw` holds a whole answer as its headers frame it.
+fn answer_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        match (name.trim(), value.trim()) {
+            ("content-length", n) => return n.parse().is_ok_and(|n: usize| body.len() >= n),
+            ("transfer-encoding", "chunked") => {
+                return body.starts_with(b"0\r\n\r\n")
+                    || body.windows(7).any(|w| w == b"\r\n0\r\n\r\n")
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Reads the HTTP/1.1 answer: status line, headers, a body with or without chunked encoding.
@@ -158,6 +202,16 @@ mod tests {
         );
         assert_eq!(parse_answer("u", chunked.as_bytes()).unwrap().len(), 2);
         let refused = "HTTP/1.1 404 Not Found\r\n\r\nnot found";
+        let framed = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}\n",
+            json.len() + 1
+        );
+        assert!(answer_complete(framed.as_bytes()));
+        assert!(!answer_complete(&framed.as_bytes()[..framed.len() - 5]));
+        assert_eq!(parse_answer("u", framed.as_bytes()).unwrap().len(), 2);
+        assert!(answer_complete(chunked.as_bytes()));
+        assert!(!answer_complete(&chunked.as_bytes()[..chunked.len() - 3]));
+        assert!(!answer_complete(b"HTTP/1.1 200 OK\r\n\r\nbody until close"));
         assert!(matches!(
             parse_answer("u", refused.as_bytes()),
             Err(PeerMembersError::Status { .. })

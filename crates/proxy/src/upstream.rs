@@ -26,6 +26,9 @@ pub enum Discovery {
 /// How long a member that failed is tried only after the others.
 pub const DOWN_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How soon the member list is asked for again while the proxy knows no member.
+const EMPTY_RETRY: Duration = Duration::from_secs(1);
+
 struct Member {
     url: String,
     channel: Channel,
@@ -197,12 +200,17 @@ impl Upstreams {
         *members = fresh;
     }
 
-    /// Refreshes every `interval` until the task is dropped.
+    /// Refreshes every `interval` until the task is dropped; every second while no member is
+    /// known yet (members that were still starting when the proxy started).
     pub async fn run(self: Arc<Upstreams>, interval: Duration) {
-        let mut tick = tokio::time::interval(interval);
-        tick.tick().await;
         loop {
-            tick.tick().await;
+            let empty = self.members.lock().expect("members").is_empty();
+            tokio::time::sleep(if empty {
+                EMPTY_RETRY.min(interval)
+            } else {
+                interval
+            })
+            .await;
             self.refresh().await;
         }
     }
