@@ -1,8 +1,10 @@
 //! `rampart up`: a secure local 3-member cluster in one command.
 //!
-//! Creates a CA and member/client certificates (once), starts three `rampart server` processes on
-//! loopback with client and peer mutual TLS, prints the `ETCDCTL_*` lines to talk to it, and stops
-//! the members on Ctrl-C. The next run reuses the certificates and the data.
+//! Creates a CA and member/proxy/client certificates (once), starts three `rampart server`
+//! processes on loopback with client and peer mutual TLS and a `rampart proxy` in front of them
+//! (its own certificate, mutual TLS towards clients and members), prints the `ETCDCTL_*` lines to
+//! talk to the members or to the proxy alone, and stops everything on Ctrl-C. The next run reuses
+//! the certificates and the data.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -11,6 +13,9 @@ use std::time::{Duration, Instant};
 /// Client and peer ports of the three members (etcd's documented local-cluster ports, kept
 /// below the ephemeral range).
 const MEMBER_PORTS: [(u16, u16); 3] = [(2379, 2380), (12379, 12380), (22379, 22380)];
+
+/// Where the proxy serves clients (etcd grpc-proxy's default port).
+const PROXY_PORT: u16 = 23790;
 
 /// How long the members get to elect a leader and publish themselves.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -23,6 +28,9 @@ pub struct UpArgs {
     /// Also serve etcd's v2 API (as `--enable-v2`).
     #[arg(long)]
     pub enable_v2: bool,
+    /// Do not start the proxy in front of the members.
+    #[arg(long)]
+    pub no_proxy: bool,
 }
 
 struct Members(Vec<Child>);
@@ -74,8 +82,14 @@ fn ensure_certificates(exe: &Path, tls: &Path) -> Result<(), String> {
         println!("created a CA in {d}");
     }
     for (name, profile, extra) in [
-        ("member", "peer", ["--hosts", "127.0.0.1,localhost,::1"]),
-        ("client", "client", ["--cn", "root"]),
+        ("member", "peer", vec!["--hosts", "127.0.0.1,localhost,::1"]),
+        // Server certificate towards clients, client certificate towards the members.
+        (
+            "proxy",
+            "peer",
+            vec!["--hosts", "127.0.0.1,localhost,::1", "--cn", "rampart-proxy"],
+        ),
+        ("client", "client", vec!["--cn", "root"]),
     ] {
         if !tls.join(format!("{name}.pem")).exists() {
             let mut args = vec!["pki", "issue", name, "--profile", profile, "--dir", d];
@@ -169,6 +183,39 @@ fn up(args: UpArgs) -> Result<(), String> {
         .map(|(c, _)| format!("https://127.0.0.1:{c}"))
         .collect::<Vec<_>>()
         .join(",");
+    if !args.no_proxy {
+        let log_path = dir.join("proxy.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let child = Command::new(&exe)
+            .arg("proxy")
+            .arg(format!("--listen-addr=127.0.0.1:{PROXY_PORT}"))
+            .arg(format!("--endpoints={endpoints}"))
+            .arg(format!("--cert={}", file("proxy.pem")))
+            .arg(format!("--key={}", file("proxy-key.pem")))
+            .arg(format!("--cacert={}", file("ca.pem")))
+            .arg(format!("--cert-file={}", file("proxy.pem")))
+            .arg(format!("--key-file={}", file("proxy-key.pem")))
+            .arg(format!("--trusted-ca-file={}", file("ca.pem")))
+            .arg("--client-cert-auth")
+            .arg(format!("--data-dir={}", dir.join("proxy.data").display()))
+            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("cannot start the proxy: {e}"))?;
+        members.0.push(child);
+        logs.push(log_path);
+        wait_logged(
+            &mut members,
+            &logs[MEMBER_PORTS.len()..],
+            MEMBER_PORTS.len(),
+            PROXY_READY_LINE,
+        )?;
+    }
     println!(
         "rampart: a 3-member cluster with client and peer mutual TLS is up (logs: {}/m*.log)",
         dir.display()
@@ -179,8 +226,15 @@ fn up(args: UpArgs) -> Result<(), String> {
     println!("export ETCDCTL_CACERT={}", file("ca.pem"));
     println!("export ETCDCTL_CERT={}", file("client.pem"));
     println!("export ETCDCTL_KEY={}", file("client-key.pem"));
+    if !args.no_proxy {
+        println!(
+            "or through the proxy alone (one address, the same certificates; log: {}/proxy.log):",
+            dir.display()
+        );
+        println!("export ETCDCTL_ENDPOINTS=https://127.0.0.1:{PROXY_PORT}");
+    }
     println!(
-        "press Ctrl-C to stop the members (data and certificates stay in {})",
+        "press Ctrl-C to stop the members and the proxy (data and certificates stay in {})",
         dir.display()
     );
 
@@ -199,7 +253,7 @@ fn up(args: UpArgs) -> Result<(), String> {
                 _ = tick.tick() => {
                     for (i, c) in members.0.iter_mut().enumerate() {
                         if let Ok(Some(status)) = c.try_wait() {
-                            return Err(format!("member m{i} exited ({status}); see {}", logs[i].display()));
+                            return Err(format!("{} exited ({status}); see {}", process_name(i), logs[i].display()));
                         }
                     }
                 }
@@ -214,21 +268,46 @@ fn up(args: UpArgs) -> Result<(), String> {
 
 /// Waits until every member logged that it published itself (a leader exists and it applied).
 fn wait_ready(members: &mut Members, logs: &[PathBuf]) -> Result<(), String> {
+    wait_logged(members, logs, 0, MEMBER_READY_LINE)
+}
+
+/// What a member logs once it is part of the cluster.
+const MEMBER_READY_LINE: &str = "published local member to cluster through raft";
+/// What the proxy logs once it listens.
+const PROXY_READY_LINE: &str = "ready to proxy client requests";
+
+/// "member m1" or "the proxy", by position in [`Members`].
+fn process_name(i: usize) -> String {
+    if i < MEMBER_PORTS.len() {
+        format!("member m{i}")
+    } else {
+        "the proxy".to_string()
+    }
+}
+
+/// Waits until each of `logs` (of the processes from `first` on) contains `line`.
+fn wait_logged(
+    members: &mut Members,
+    logs: &[PathBuf],
+    first: usize,
+    line: &str,
+) -> Result<(), String> {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
-        for (i, c) in members.0.iter_mut().enumerate() {
+        for (i, c) in members.0.iter_mut().enumerate().skip(first) {
             if let Ok(Some(status)) = c.try_wait() {
-                let text = std::fs::read_to_string(&logs[i]).unwrap_or_default();
+                let text = std::fs::read_to_string(&logs[i - first]).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(5).collect();
                 return Err(format!(
-                    "member m{i} exited ({status}) while starting; last log lines:\n{}",
+                    "{} exited ({status}) while starting; last log lines:\n{}",
+                    process_name(i),
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 ));
             }
         }
         let ready = logs.iter().all(|l| {
             std::fs::read_to_string(l)
-                .map(|t| t.contains("published local member to cluster through raft"))
+                .map(|t| t.contains(line))
                 .unwrap_or(false)
         });
         if ready {
@@ -236,7 +315,8 @@ fn wait_ready(members: &mut Members, logs: &[PathBuf]) -> Result<(), String> {
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "the members did not become ready within {READY_WITHIN:?}; see the logs in {}",
+                "{} did not become ready within {READY_WITHIN:?}; see the logs in {}",
+                if first == 0 { "the members" } else { "the proxy" },
                 logs[0]
                     .parent()
                     .map(|p| p.display().to_string())
