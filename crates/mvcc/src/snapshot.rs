@@ -3,7 +3,7 @@
 //! Format: `RMPSNAP1`, then records `[table: u8][key len: u32 LE][key][value len: u32 LE][value]`,
 //! then `0xFF` and a CRC32C (LE) of everything before it.
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable};
 
 use crate::store::{Store, KV, LEASES, META, REVS, V2};
 use crate::MvccError;
@@ -93,7 +93,7 @@ impl Store {
         let _ = std::fs::remove_file(&tmp);
         let err = |e: &dyn std::fmt::Display| MvccError::backend(&tmp, e);
         {
-            let db = Database::create(&tmp).map_err(|e| err(&e))?;
+            let db = crate::store::open_database(&tmp).map_err(|e| err(&e))?;
             let txn = db.begin_write().map_err(|e| err(&e))?;
             {
                 let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
@@ -146,7 +146,7 @@ impl Store {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| MvccError::backend(dir, e))?;
         }
-        self.db = Database::create(&self.path).map_err(|e| MvccError::backend(&self.path, e))?;
+        self.db = crate::store::open_database(&self.path).map_err(|e| MvccError::backend(&self.path, e))?;
         Ok(())
     }
 }

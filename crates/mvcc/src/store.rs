@@ -25,6 +25,18 @@ pub(crate) const META_V2_INDEX: &str = "v2_index";
 /// Meta-table keys of raised alarms: `alarm/<type>/<member ID in hex>`.
 const ALARM_PREFIX: &str = "alarm/";
 
+/// Page cache of the backend. redb's default (1 GiB) lets a member's resident memory grow with
+/// the data it wrote; the store's reads are point lookups and short scans near recent writes,
+/// and the kernel's page cache still holds the file, so a small cache costs little.
+pub const BACKEND_CACHE_BYTES: usize = 32 << 20;
+
+/// Opens (or creates) a backend file with the member's cache size.
+pub(crate) fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder()
+        .set_cache_size(BACKEND_CACHE_BYTES)
+        .create(path)
+}
+
 pub(crate) fn alarm_key(member_id: u64, alarm: i32) -> String {
     format!("{ALARM_PREFIX}{alarm}/{member_id:016x}")
 }
@@ -69,7 +81,7 @@ pub struct HashKv {
 impl Store {
     /// Opens (or creates) the backend file.
     pub fn open(path: &Path) -> Result<Store, MvccError> {
-        let db = Database::create(path).map_err(|e| MvccError::backend(path, e))?;
+        let db = open_database(path).map_err(|e| MvccError::backend(path, e))?;
         let store = Store {
             db,
             path: path.to_path_buf(),

@@ -14,13 +14,18 @@ use rampart_tls::ClientTls;
 use tonic::transport::Channel;
 
 /// How the proxy finds the members.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Discovery {
     /// Client URLs of the members, used as given (etcd grpc-proxy's `--endpoints`).
     Endpoints(Vec<String>),
     /// Peer URLs (etcd's `--proxy on --initial-cluster`): a member is asked for the member list
-    /// over the peer port, and the client URLs it publishes are used.
-    PeerUrls(Vec<String>),
+    /// over the peer port, with the peer certificate (`tls`), and the client URLs it publishes
+    /// are used (with the proxy's upstream TLS, as etcd's proxy uses its client certificate
+    /// there).
+    PeerUrls {
+        urls: Vec<String>,
+        tls: Option<Arc<ClientTls>>,
+    },
 }
 
 /// How long a member that failed is tried only after the others.
@@ -120,9 +125,12 @@ impl Upstreams {
     async fn client_urls(&self) -> Option<Vec<String>> {
         match &self.discovery {
             Discovery::Endpoints(urls) => Some(urls.clone()),
-            Discovery::PeerUrls(peers) => {
+            Discovery::PeerUrls { urls: peers, tls } => {
                 for peer in peers {
-                    let Some(channel) = self.channel(peer) else {
+                    let channel = rampart_tls::connect_channel_lazy(peer, tls.as_deref())
+                        .map_err(|e| tracing::warn!(url = %peer, error = %e, "proxy: cannot set up a connection"))
+                        .ok();
+                    let Some(channel) = channel else {
                         continue;
                     };
                     let asked = tokio::time::timeout(
@@ -132,7 +140,7 @@ impl Upstreams {
                     .await;
                     if let Ok(Err(status)) = &asked {
                         // Not a Rampart member: ask as etcd's proxy asks an etcd member.
-                        match crate::peer_members::client_urls(peer, self.tls.as_deref()).await {
+                        match crate::peer_members::client_urls(peer, tls.as_deref()).await {
                             Ok(urls) if !urls.is_empty() => return Some(urls),
                             Ok(_) => {}
                             Err(e) => tracing::warn!(

@@ -262,19 +262,38 @@ pub fn run_from_server_config(config: &rampart_config::ServerConfig) -> ExitCode
         .get("proxy-refresh-interval")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(30_000);
+    let as_client = |t: &rampart_tls::TlsOptions| rampart_tls::ClientTlsOptions {
+        trusted_ca_file: t.trusted_ca_file.clone(),
+        cert_file: t.cert_file.clone(),
+        key_file: t.key_file.clone(),
+        server_name_override: None,
+        // Members with auto TLS have self-signed certificates; etcd's proxy then skips
+        // verification too.
+        insecure_skip_verify: t.auto_tls_dir.is_some() && t.trusted_ca_file.is_none(),
+    };
+    let discovery_tls = match peer_tls.as_ref().map(as_client).map(rampart_tls::ClientTls::new) {
+        None => None,
+        Some(Ok(t)) => Some(std::sync::Arc::new(t)),
+        Some(Err(e)) => {
+            eprintln!("proxy: peer TLS: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // As etcd's proxy: the client certificate towards the members' client URLs, the peer one
+    // when no client certificate is configured.
+    let upstream_tls = client_tls
+        .as_ref()
+        .filter(|t| t.cert_file.is_some() || t.auto_tls_dir.is_some())
+        .or(peer_tls.as_ref())
+        .map(as_client);
     let proxy = ProxySettings {
         listen_urls: settings.listen_client_urls.clone(),
-        server_tls: client_tls,
-        discovery: Discovery::PeerUrls(peer_urls),
-        upstream_tls: peer_tls.as_ref().map(|p| rampart_tls::ClientTlsOptions {
-            trusted_ca_file: p.trusted_ca_file.clone(),
-            cert_file: p.cert_file.clone(),
-            key_file: p.key_file.clone(),
-            server_name_override: None,
-            // Members with --peer-auto-tls have self-signed certificates; etcd's proxy then
-            // skips verification too.
-            insecure_skip_verify: p.auto_tls_dir.is_some() && p.trusted_ca_file.is_none(),
-        }),
+        server_tls: client_tls.clone(),
+        discovery: Discovery::PeerUrls {
+            urls: peer_urls,
+            tls: discovery_tls,
+        },
+        upstream_tls,
         refresh_interval: Duration::from_millis(refresh.max(1000)),
         serializable_cache_ttl: None,
         metrics_urls: config
