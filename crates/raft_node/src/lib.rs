@@ -7,10 +7,13 @@
 
 pub mod logger;
 pub mod node;
+pub mod recovery;
 pub mod storage;
 pub mod transport;
 
-pub use node::{start, Committed, MessageSink, NodeConfig, NodeStatus, RaftHandle};
+pub use node::{
+    start, Committed, ElectionTimeout, MessageSink, NodeConfig, NodeStatus, RaftCore, RaftHandle,
+};
 pub use storage::RaftStorage;
 
 /// Errors of the consensus layer, as the server turns them into etcd's errors.

@@ -33,6 +33,8 @@ fn catch_up_entries() -> u64 {
 pub struct RaftStorage {
     mem: MemStorage,
     last_snapshot: Arc<Mutex<SnapshotMetadata>>,
+    /// Entries kept below a local snapshot (see [`SNAPSHOT_CATCH_UP_ENTRIES`]).
+    catch_up_entries: u64,
 }
 
 impl RaftStorage {
@@ -70,7 +72,16 @@ impl RaftStorage {
         Ok(RaftStorage {
             mem,
             last_snapshot: Arc::new(Mutex::new(last)),
+            catch_up_entries: catch_up_entries(),
         })
+    }
+
+    /// Keeps `entries` log entries below each local snapshot instead of the configured window,
+    /// so a test can make followers fall behind the log (and need a snapshot) with few writes.
+    /// Set it before the storage is handed to the Raft loop: clones made earlier keep the old one.
+    pub fn with_catch_up_entries(mut self, entries: u64) -> RaftStorage {
+        self.catch_up_entries = entries;
+        self
     }
 
     pub fn mem(&self) -> &MemStorage {
@@ -87,12 +98,14 @@ impl RaftStorage {
     pub fn create_snapshot(&self, index: u64) -> raft::Result<SnapshotMetadata> {
         let term = self.mem.term(index)?;
         let conf_state = self.mem.initial_state()?.conf_state;
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = term;
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..Default::default()
+        };
         meta.set_conf_state(conf_state);
         *self.last_snapshot.lock().expect("snapshot lock") = meta.clone();
-        let compact_to = index.saturating_sub(catch_up_entries());
+        let compact_to = index.saturating_sub(self.catch_up_entries);
         if compact_to > 0 {
             self.mem.wl().compact(compact_to)?;
         }

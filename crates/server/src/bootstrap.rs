@@ -317,13 +317,13 @@ fn conf_state_of(members: &[Member]) -> ConfState {
 }
 
 fn recover_storage(contents: WalContents, conf: ConfState) -> Result<RaftStorage, ServerError> {
-    Ok(RaftStorage::recover(
+    RaftStorage::recover(
         contents.snapshot,
         contents.hard_state,
         &contents.entries,
         Some(conf),
     )
-    .map_err(|e| ServerError::Storage(format!("cannot rebuild the raft log from the WAL: {e}")))?)
+    .map_err(|e| ServerError::Storage(format!("cannot rebuild the raft log from the WAL: {e}")))
 }
 
 fn open_applier(dirs: &DataDir, settings: &ServerSettings) -> Result<Applier, ServerError> {

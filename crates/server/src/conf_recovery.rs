@@ -1,9 +1,8 @@
 //! Raft's member configuration on restart, and `--force-new-cluster`.
 //!
-//! raft-rs starts from the configuration its storage reports and only re-applies conf changes
-//! above the applied index, so a restart must hand it the configuration *at the applied index*:
-//! the WAL snapshot's configuration with the conf changes between the snapshot and the applied
-//! index replayed over it.
+//! The configuration at the applied index and the raised commit index come from
+//! `rampart_raft_node::recovery` (the deterministic simulation restarts members with the same
+//! code).
 //!
 //! `--force-new-cluster` (etcd's recovery from the loss of quorum, and how a `backup` is
 //! started) keeps this member's data and drops every other member: uncommitted entries are
@@ -19,58 +18,9 @@ use rampart_proto::internal::ConfChangeContext;
 use rampart_wal::{Wal, WalContents};
 
 use crate::membership::{Member, Membership};
+
 use crate::ServerError;
-
-/// Raises the recovered commit index to what is known committed: raft-rs reports commit
-/// progress that needs no new entries (a lone member's own append, a leader's late acks) in its
-/// light ready, which is not written to the WAL, so the last saved hard state can lag the WAL's
-/// snapshot and the applied index. raft-rs refuses a commit index below its snapshot.
-pub fn raise_commit_to_known(contents: &mut WalContents, applied: u64) {
-    let snapshot_index = contents.snapshot.as_ref().map(|s| s.index).unwrap_or(0);
-    let last_index = contents
-        .entries
-        .last()
-        .map(|e| e.index)
-        .unwrap_or(snapshot_index);
-    let known = snapshot_index.max(applied.min(last_index));
-    if contents.hard_state.commit < known {
-        contents.hard_state.commit = known;
-    }
-}
-
-/// The configuration once every conf change up to `applied` took effect, starting from the WAL
-/// snapshot's configuration, or `base` (the saved member list) without a snapshot.
-pub fn conf_at_applied(contents: &WalContents, base: ConfState, applied: u64) -> ConfState {
-    let mut conf = match &contents.snapshot {
-        Some(snapshot) => snapshot.get_conf_state().clone(),
-        None => base,
-    };
-    for entry in contents.entries.iter().take_while(|e| e.index <= applied) {
-        if let Some(change) = conf_change_of(entry) {
-            apply_change(&mut conf, &change);
-        }
-    }
-    conf
-}
-
-fn conf_change_of(entry: &Entry) -> Option<ConfChange> {
-    if entry.get_entry_type() != EntryType::EntryConfChange || entry.data.is_empty() {
-        return None;
-    }
-    protobuf::Message::parse_from_bytes(&entry.data).ok()
-}
-
-/// What raft-rs does to a configuration for one v1 conf change.
-fn apply_change(conf: &mut ConfState, change: &ConfChange) {
-    let id = change.node_id;
-    conf.voters.retain(|v| *v != id);
-    conf.learners.retain(|l| *l != id);
-    match change.get_change_type() {
-        ConfChangeType::AddNode => conf.voters.push(id),
-        ConfChangeType::AddLearnerNode => conf.learners.push(id),
-        ConfChangeType::RemoveNode => {}
-    }
-}
+pub use rampart_raft_node::recovery::{conf_at_applied, conf_change_of, raise_commit_to_known};
 
 /// Rewrites the recovered log so that `member_id` is the only member: drops entries past the
 /// commit index, appends (and commits) the conf changes that remove the others and add this
@@ -165,48 +115,15 @@ pub fn force_new_cluster(
         commit_index = contents.hard_state.commit,
         "forcing restart of member as a one-member cluster (--force-new-cluster)"
     );
-    let mut alone = ConfState::default();
-    alone.voters = vec![me.id];
-    Ok(alone)
+    Ok(ConfState {
+        voters: vec![me.id],
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn conf_entry(index: u64, kind: ConfChangeType, id: u64) -> Entry {
-        let mut change = ConfChange::default();
-        change.set_change_type(kind);
-        change.node_id = id;
-        let mut e = Entry::default();
-        e.set_entry_type(EntryType::EntryConfChange);
-        e.index = index;
-        e.term = 1;
-        e.data = protobuf::Message::write_to_bytes(&change).unwrap().into();
-        e
-    }
-
-    #[test]
-    fn replay_stops_at_the_applied_index() {
-        let mut snapshot = raft::eraftpb::SnapshotMetadata::default();
-        snapshot.index = 10;
-        snapshot.mut_conf_state().voters = vec![1, 2, 3];
-        let contents = WalContents {
-            snapshot: Some(snapshot),
-            entries: vec![
-                conf_entry(11, ConfChangeType::RemoveNode, 3),
-                conf_entry(12, ConfChangeType::AddLearnerNode, 4),
-                conf_entry(13, ConfChangeType::AddNode, 4),
-            ],
-            ..Default::default()
-        };
-        let conf = conf_at_applied(&contents, ConfState::default(), 12);
-        assert_eq!(conf.voters, vec![1, 2]);
-        assert_eq!(conf.learners, vec![4]);
-        let conf = conf_at_applied(&contents, ConfState::default(), 13);
-        assert_eq!(conf.voters, vec![1, 2, 4]);
-        assert!(conf.learners.is_empty());
-    }
 
     #[test]
     fn force_new_cluster_removes_the_others_and_survives_reopen() {
@@ -215,14 +132,17 @@ mod tests {
         let mut wal = Wal::create(&wal_dir, b"meta").unwrap();
         let mut entries = Vec::new();
         for index in 1..=5 {
-            let mut e = Entry::default();
-            e.index = index;
-            e.term = 2;
-            entries.push(e);
+            entries.push(Entry {
+                index,
+                term: 2,
+                ..Default::default()
+            });
         }
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.commit = 4;
+        let hs = HardState {
+            term: 2,
+            commit: 4,
+            ..Default::default()
+        };
         wal.save(Some(&hs), &entries).unwrap();
         drop(wal);
 
@@ -239,8 +159,10 @@ mod tests {
             vec![member(1), member(2), member(3)],
             dir.path().join("cluster.json"),
         );
-        let mut base = ConfState::default();
-        base.voters = vec![1, 2, 3];
+        let base = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
         let conf =
             force_new_cluster(&mut wal, &mut contents, &base, &membership, member(1)).unwrap();
         assert_eq!(conf.voters, vec![1]);

@@ -109,10 +109,7 @@ impl EtcdServer {
                     Err(LeaseError::NotPrimary) => Attempt::Retry(not_leader()),
                     Err(_) => Attempt::NotFound,
                 },
-                |mut client| {
-                    let req = req.clone();
-                    async move { client.time_to_live(req).await.map(|r| r.into_inner()) }
-                },
+                |mut client| async move { client.time_to_live(req).await.map(|r| r.into_inner()) },
             )
             .await?;
         let mut resp = found.unwrap_or(LeaseTimeToLiveResponse {

@@ -172,7 +172,7 @@ impl Maintenance for MaintenanceService {
             for chunk in file.chunks(SNAPSHOT_CHUNK_BYTES) {
                 sent += chunk.len();
                 let resp = SnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: (file.len() - sent) as u64,
                     blob: chunk.to_vec(),
                 };

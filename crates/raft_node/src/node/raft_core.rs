@@ -1,0 +1,377 @@
+//! One member's Raft state and what a loop turn does with it, apart from the thread and the clock.
+//!
+//! A turn: take the waiting [`NodeMsg`]s (up to [`MAX_MESSAGES_PER_TURN`]), tick Raft if a
+//! heartbeat interval has passed, ask the leader once for the reads that arrived, and handle one
+//! `Ready` (send, persist, forward committed entries). [`RaftCore::run`] does turns on the Raft
+//! thread with the wall clock; a deterministic test does them itself with [`RaftCore::receive`],
+//! [`RaftCore::tick`] and [`RaftCore::finish_turn`], deciding when ticks happen and what time it is.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::{RawNode, ReadOnlyOption, SnapshotStatus, StateRole};
+use rampart_wal::Wal;
+
+use super::reads::Reads;
+use super::{
+    Committed, MessageSink, NodeConfig, NodeMsg, NodeStatus, RaftHandle, COMMITTED_QUEUE_BATCHES,
+    MAX_MESSAGES_PER_TURN,
+};
+use crate::storage::RaftStorage;
+use crate::NodeError;
+
+/// How raft-rs picks a member's election timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionTimeout {
+    /// Anew after every term change, between the election ticks and twice that, from raft-rs's
+    /// own (unseeded) random generator: what a server does.
+    Randomized,
+    /// Always the configured election ticks, so that a seeded test decides the timing alone
+    /// (by when it ticks each member).
+    Fixed,
+}
+
+/// A member's Raft node, log and WAL, and the channels of a Raft loop. See the module docs.
+pub struct RaftCore {
+    node: RawNode<RaftStorage>,
+    storage: RaftStorage,
+    wal: Wal,
+    sink: Arc<dyn MessageSink>,
+    committed: SyncSender<Committed>,
+    status: Arc<NodeStatus>,
+    rx: Receiver<NodeMsg>,
+    heartbeat: Duration,
+    reads: Reads,
+}
+
+impl RaftCore {
+    /// Builds the Raft node over `storage` (rebuilt from `wal`), with the handle that sends it
+    /// messages and the channel of committed entries for the apply loop. Nothing runs until
+    /// [`RaftCore::run`] or the step-by-step calls; [`super::start`] is what a server uses.
+    pub fn new(
+        config: NodeConfig,
+        storage: RaftStorage,
+        wal: Wal,
+        sink: Arc<dyn MessageSink>,
+        election: ElectionTimeout,
+    ) -> Result<(RaftCore, RaftHandle, Receiver<Committed>), NodeError> {
+        let hard_state = raft::Storage::initial_state(&storage)?.hard_state;
+        let mut raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: 1,
+            // Never claim more than is committed: raft-rs requires applied <= commit.
+            applied: config.applied_index.min(hard_state.commit),
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        if election == ElectionTimeout::Fixed {
+            // raft-rs draws from [min, max): one value only.
+            raft_config.min_election_tick = config.election_ticks;
+            raft_config.max_election_tick = config.election_ticks + 1;
+        }
+        raft_config.validate()?;
+        let logger = crate::logger::raft_logger(config.id);
+        let mut node = RawNode::new(&raft_config, storage.clone(), &logger)?;
+        let voters = node.raft.prs().conf().voters().ids().len();
+        if voters == 1 && node.raft.prs().conf().voters().contains(config.id) {
+            // Alone: nobody to wait for.
+            node.campaign()?;
+        } else if config.fresh_cluster {
+            for _ in 1..config.election_ticks {
+                node.tick();
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let (committed_tx, committed_rx) = mpsc::sync_channel(COMMITTED_QUEUE_BATCHES);
+        let status = Arc::new(NodeStatus::default());
+        status.term.store(hard_state.term, Ordering::Release);
+        status
+            .commit_index
+            .store(hard_state.commit, Ordering::Release);
+        let core = RaftCore {
+            node,
+            storage,
+            wal,
+            sink,
+            committed: committed_tx,
+            status: status.clone(),
+            rx,
+            heartbeat: config.heartbeat_interval,
+            reads: Reads::new(super::reads::first_read_context()),
+        };
+        let handle = RaftHandle {
+            tx,
+            status,
+            id: config.id,
+        };
+        Ok((core, handle, committed_rx))
+    }
+
+    /// The Raft thread: turns driven by arriving messages and the heartbeat clock, until the
+    /// handle says stop (or every handle is gone).
+    pub(super) fn run(mut self) {
+        let mut next_tick = Instant::now() + self.heartbeat;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(msg) => {
+                    if !self.handle_batch(msg) {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + self.heartbeat;
+                self.tick(now);
+            }
+            if let Err(e) = self.finish_turn(now) {
+                // A member that cannot persist its log must not go on acknowledging writes.
+                tracing::error!(error = %e, "raft: cannot persist the log; stopping this member");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    /// Without waiting: handles the messages sent through the handle so far, at most
+    /// [`MAX_MESSAGES_PER_TURN`] as one loop turn would. False when the loop must stop (asked
+    /// to, or every handle is gone). For deterministic tests; the thread uses [`RaftCore::run`].
+    pub fn receive(&mut self) -> bool {
+        match self.rx.try_recv() {
+            Ok(msg) => self.handle_batch(msg),
+            Err(TryRecvError::Empty) => true,
+            Err(TryRecvError::Disconnected) => false,
+        }
+    }
+
+    /// One heartbeat interval has passed at `now`: Raft's logical clock advances, and reads that
+    /// waited long are asked again (or given up).
+    pub fn tick(&mut self, now: Instant) {
+        self.node.tick();
+        self.reads.retry(&mut self.node, now);
+    }
+
+    /// The end of a turn at `now`: asks the leader once for the reads that arrived, then handles
+    /// Raft's `Ready` (messages out, WAL fsync, committed entries to the apply loop). An error
+    /// means the log could not be persisted: the member must stop.
+    pub fn finish_turn(&mut self, now: Instant) -> Result<(), NodeError> {
+        self.reads.issue(&mut self.node, now);
+        self.on_ready()
+    }
+
+    /// Numbers this loop's ReadIndex requests from `first` on instead of from its start time
+    /// (which no seeded test can reproduce). Each start of a member must use numbers the
+    /// member's earlier runs did not: see `first_read_context`. For deterministic tests.
+    pub fn number_reads_from(&mut self, first: u64) {
+        self.reads.renumber(first);
+    }
+
+    /// True when the next [`RaftCore::finish_turn`] hands a snapshot from the leader to the apply
+    /// loop and blocks until the apply loop answers: whoever drives the core step by step must
+    /// then answer from another thread.
+    pub fn will_install_snapshot(&self) -> bool {
+        self.node.raft.raft_log.unstable_snapshot().is_some()
+    }
+
+    /// Handles `first` and then whatever else is waiting, up to [`MAX_MESSAGES_PER_TURN`] in
+    /// all, so a burst of proposals ends in one `Ready` and one fsync. False when the loop must
+    /// stop.
+    fn handle_batch(&mut self, first: NodeMsg) -> bool {
+        if !self.handle(first) {
+            return false;
+        }
+        for _ in 1..MAX_MESSAGES_PER_TURN {
+            match self.rx.try_recv() {
+                Ok(msg) => {
+                    if !self.handle(msg) {
+                        return false;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        true
+    }
+
+    /// Handles one message; false when the loop must stop.
+    fn handle(&mut self, msg: NodeMsg) -> bool {
+        match msg {
+            NodeMsg::Propose { data, accepted } => {
+                let result = self.node.propose(vec![], data).map_err(NodeError::from);
+                let _ = accepted.send(result);
+            }
+            NodeMsg::ProposeConfChange { change, accepted } => {
+                let context = change.context.to_vec();
+                let result = self
+                    .node
+                    .propose_conf_change(context, change)
+                    .map_err(NodeError::from);
+                let _ = accepted.send(result);
+            }
+            NodeMsg::ReadIndex { index } => self.reads.wait(index),
+            NodeMsg::Step(m) => {
+                if let Err(e) = self.node.step(*m) {
+                    tracing::debug!(error = %e, "raft: step failed");
+                }
+            }
+            NodeMsg::Unreachable(peer) => self.node.report_unreachable(peer),
+            NodeMsg::SnapshotReport { peer, ok } => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(peer, status);
+            }
+            NodeMsg::CreateSnapshot { index } => {
+                if let Err(e) = self.create_snapshot(index) {
+                    tracing::warn!(error = %e, index, "raft: snapshot failed");
+                }
+            }
+            NodeMsg::TransferLeader(to) => self.node.transfer_leader(to),
+            NodeMsg::Stop => {
+                self.reads.fail_all(NodeError::Stopped);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn create_snapshot(&mut self, index: u64) -> Result<(), NodeError> {
+        if index <= self.storage.last_snapshot_index() {
+            return Ok(());
+        }
+        let meta = self.storage.create_snapshot(index)?;
+        self.wal.save_snapshot(&meta)?;
+        self.wal.release_to(meta.index)?;
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            "saved snapshot and compacted the raft log"
+        );
+        Ok(())
+    }
+
+    fn on_ready(&mut self) -> Result<(), NodeError> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        if !ready.messages().is_empty() {
+            self.sink.send(ready.take_messages());
+        }
+        if let Some(ss) = ready.ss() {
+            self.status.leader.store(ss.leader_id, Ordering::Release);
+            self.status
+                .is_leader
+                .store(ss.raft_state == StateRole::Leader, Ordering::Release);
+            if ss.leader_id == raft::INVALID_ID {
+                // No leader to answer: let them retry when one appears.
+                tracing::debug!("raft: no leader");
+            }
+        }
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            self.install_snapshot(snapshot)?;
+        }
+        for rs in ready.take_read_states() {
+            self.reads.answer(&rs.request_ctx, rs.index);
+        }
+        self.forward_committed(ready.take_committed_entries())?;
+
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        if !entries.is_empty() || hard_state.is_some() {
+            self.wal.save(hard_state.as_ref(), &entries)?;
+        }
+        if !entries.is_empty() {
+            self.storage.mem().wl().append(&entries)?;
+            if let Some(last) = entries.last() {
+                self.status.last_index.store(last.index, Ordering::Release);
+            }
+        }
+        if let Some(hs) = hard_state {
+            self.status.term.store(hs.term, Ordering::Release);
+            self.status.commit_index.store(hs.commit, Ordering::Release);
+            self.storage.mem().wl().set_hardstate(hs);
+        }
+        if !ready.persisted_messages().is_empty() {
+            self.sink.send(ready.take_persisted_messages());
+        }
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            let hard_state = {
+                let mut core = self.storage.mem().wl();
+                core.mut_hard_state().set_commit(commit);
+                core.hard_state().clone()
+            };
+            self.wal.record_commit(&hard_state)?;
+            self.status.commit_index.store(commit, Ordering::Release);
+        }
+        if !light.messages().is_empty() {
+            self.sink.send(light.take_messages());
+        }
+        self.forward_committed(light.take_committed_entries())?;
+        self.node.advance_apply();
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        let meta = snapshot.get_metadata().clone();
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            "raft: installing snapshot from leader"
+        );
+        let (done, wait) = mpsc::sync_channel(1);
+        self.committed
+            .send(Committed::Snapshot {
+                snapshot: snapshot.clone(),
+                done,
+            })
+            .map_err(|_| NodeError::Stopped)?;
+        wait.recv()
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(NodeError::StateMachine)?;
+        self.storage.apply_snapshot(&snapshot)?;
+        self.wal.save_snapshot(&meta)?;
+        self.status.last_index.store(meta.index, Ordering::Release);
+        Ok(())
+    }
+
+    fn forward_committed(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in &entries {
+            match entry.get_entry_type() {
+                EntryType::EntryConfChange => {
+                    let cc: ConfChange = protobuf::Message::parse_from_bytes(&entry.data)
+                        .map_err(|e| NodeError::Decode(e.to_string()))?;
+                    let cs = self.node.apply_conf_change(&cc)?;
+                    self.storage.mem().wl().set_conf_state(cs);
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc: ConfChangeV2 = protobuf::Message::parse_from_bytes(&entry.data)
+                        .map_err(|e| NodeError::Decode(e.to_string()))?;
+                    let cs = self.node.apply_conf_change(&cc)?;
+                    self.storage.mem().wl().set_conf_state(cs);
+                }
+                EntryType::EntryNormal => {}
+            }
+        }
+        self.committed
+            .send(Committed::Entries(entries))
+            .map_err(|_| NodeError::Stopped)
+    }
+}
