@@ -140,11 +140,11 @@ impl Applier {
     }
 
     pub fn db_size(&self) -> i64 {
-        self.store.sizes().0
+        self.store.file_size()
     }
 
     pub fn db_size_in_use(&self) -> i64 {
-        self.store.sizes().1
+        self.store.bytes_in_use()
     }
 
     /// Applies `requests` (Raft index, request) in order in one backend transaction, skipping
