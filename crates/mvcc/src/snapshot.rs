@@ -146,7 +146,8 @@ impl Store {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| MvccError::backend(dir, e))?;
         }
-        self.db = crate::store::open_database(&self.path).map_err(|e| MvccError::backend(&self.path, e))?;
+        self.db = crate::store::open_database(&self.path)
+            .map_err(|e| MvccError::backend(&self.path, e))?;
         Ok(())
     }
 }

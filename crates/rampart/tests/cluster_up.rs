@@ -119,7 +119,12 @@ fn cluster_up_runs_a_secure_cluster_and_keeps_its_data() {
                 .filter(|(k, _)| k != "ETCDCTL_CERT" && k != "ETCDCTL_KEY")
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         )
-        .args(["get", "greeting", "--dial-timeout=2s", "--command-timeout=3s"])
+        .args([
+            "get",
+            "greeting",
+            "--dial-timeout=2s",
+            "--command-timeout=3s",
+        ])
         .output()
         .unwrap();
     assert!(

@@ -83,7 +83,18 @@ impl ApplyLoop {
                     let Some(last) = entries.last().map(|e| e.index) else {
                         continue;
                     };
-                    let due = last.saturating_sub(last_snapshot) >= self.snapshot_count;
+                    // A membership change also takes a snapshot: the snapshot a new member may
+                    // need (the log below it is compacted) must list it, or its Raft refuses it
+                    // and it waits for the next --snapshot-count entries, forever in a quiet
+                    // cluster. (Found by the simulation.)
+                    let changes_membership = entries.iter().any(|e| {
+                        matches!(
+                            e.get_entry_type(),
+                            EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                        ) && !e.data.is_empty()
+                    });
+                    let due = last.saturating_sub(last_snapshot) >= self.snapshot_count
+                        || (changes_membership && last_snapshot > 0);
                     let durability = if due {
                         Durability::Immediate
                     } else {

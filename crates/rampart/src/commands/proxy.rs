@@ -271,7 +271,11 @@ pub fn run_from_server_config(config: &rampart_config::ServerConfig) -> ExitCode
         // verification too.
         insecure_skip_verify: t.auto_tls_dir.is_some() && t.trusted_ca_file.is_none(),
     };
-    let discovery_tls = match peer_tls.as_ref().map(as_client).map(rampart_tls::ClientTls::new) {
+    let discovery_tls = match peer_tls
+        .as_ref()
+        .map(as_client)
+        .map(rampart_tls::ClientTls::new)
+    {
         None => None,
         Some(Ok(t)) => Some(std::sync::Arc::new(t)),
         Some(Err(e)) => {

@@ -87,7 +87,12 @@ fn ensure_certificates(exe: &Path, tls: &Path) -> Result<(), String> {
         (
             "proxy",
             "peer",
-            vec!["--hosts", "127.0.0.1,localhost,::1", "--cn", "rampart-proxy"],
+            vec![
+                "--hosts",
+                "127.0.0.1,localhost,::1",
+                "--cn",
+                "rampart-proxy",
+            ],
         ),
         ("client", "client", vec!["--cn", "root"]),
     ] {
@@ -316,7 +321,11 @@ fn wait_logged(
         if Instant::now() > deadline {
             return Err(format!(
                 "{} did not become ready within {READY_WITHIN:?}; see the logs in {}",
-                if first == 0 { "the members" } else { "the proxy" },
+                if first == 0 {
+                    "the members"
+                } else {
+                    "the proxy"
+                },
                 logs[0]
                     .parent()
                     .map(|p| p.display().to_string())
