@@ -115,9 +115,8 @@ pub fn diagnose(input: &VerifyInput<'_>) -> Result<Vec<String>, PkiError> {
         None => &[],
     };
     for (eku, profile) in need {
-        if !leaf.extended_key_usages.is_empty() && !has(eku)
-            || leaf.extended_key_usages.is_empty() && false
-        {
+        // No extended key usages at all means any use (as Go's verifier treats it).
+        if !leaf.extended_key_usages.is_empty() && !has(eku) {
             problems.push(format!(
                 "missing {eku} in its extended key usages ({}): reissue it with --profile {profile}",
                 if leaf.extended_key_usages.is_empty() { "none".to_string() } else { leaf.extended_key_usages.join(", ") }
