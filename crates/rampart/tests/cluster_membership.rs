@@ -9,6 +9,33 @@ use std::time::{Duration, Instant};
 
 use support::Cluster;
 
+/// Waits until member `i` serves `count` keys under "before-" from its own store.
+fn wait_for_keys(cluster: &Cluster, i: usize, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = cluster.ctl(
+            i,
+            &[
+                "get",
+                "--consistency=s",
+                "--prefix",
+                "before-",
+                "--keys-only",
+            ],
+        );
+        let keys = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && keys.lines().filter(|l| !l.is_empty()).count() == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new member did not catch up: {keys}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 #[test]
 fn cluster_member_add_join_update_and_remove() {
     let mut cluster = Cluster::start(3);
@@ -26,29 +53,7 @@ fn cluster_member_add_join_update_and_remove() {
     let id = added.split_whitespace().nth(1).unwrap().to_string();
 
     cluster.start_member(new);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = cluster.ctl(
-            new,
-            &[
-                "get",
-                "--consistency=s",
-                "--prefix",
-                "before-",
-                "--keys-only",
-            ],
-        );
-        let keys = String::from_utf8_lossy(&out.stdout);
-        if out.status.success() && keys.lines().filter(|l| !l.is_empty()).count() == 20 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new member did not catch up\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_keys(&cluster, new, 20, Duration::from_secs(30));
     // Writes through the new member reach everyone.
     cluster.ctl_ok(new, &["put", "from-new", "yes"]);
     assert_eq!(
@@ -113,27 +118,5 @@ fn cluster_member_added_after_compaction_catches_up_from_a_snapshot_in_a_quiet_c
     assert!(added.contains("added to cluster"), "{added}");
     cluster.start_member(new);
     // No writes from here on.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = cluster.ctl(
-            new,
-            &[
-                "get",
-                "--consistency=s",
-                "--prefix",
-                "before-",
-                "--keys-only",
-            ],
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        if out.status.success() && text.lines().filter(|l| !l.is_empty()).count() == 60 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new member did not catch up: {text}\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_keys(&cluster, new, 60, Duration::from_secs(20));
 }
