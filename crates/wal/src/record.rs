@@ -59,10 +59,15 @@ pub enum Decoded<'a> {
     Short,
     /// Length, CRC or type do not check out.
     Bad(String),
+    /// A zero record header (or only zeros left): space allocated ahead of the records.
+    Zeros,
 }
 
 pub fn decode(data: &[u8], at: usize) -> Decoded<'_> {
     let rest = &data[at..];
+    if rest[..rest.len().min(HEADER_BYTES)].iter().all(|&b| b == 0) {
+        return Decoded::Zeros;
+    }
     if rest.len() < HEADER_BYTES + 1 {
         return Decoded::Short;
     }

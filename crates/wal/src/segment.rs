@@ -49,7 +49,8 @@ pub fn list_segments(dir: &Path) -> Result<Vec<Segment>, WalError> {
 }
 
 pub enum SegmentEnd {
-    /// Every byte was a valid record; the length.
+    /// The records end cleanly here (at the end of the file or where zeroed, preallocated space
+    /// begins).
     Clean(u64),
     /// The last segment ends in a torn record starting at this offset.
     TornAt(u64),
@@ -78,6 +79,18 @@ pub fn read_segment(
                     reason,
                 })?;
                 at = next;
+            }
+            Decoded::Zeros if is_last => return Ok(SegmentEnd::Clean(at as u64)),
+            Decoded::Zeros => {
+                // A closed segment was synced whole: after its records only zeros may follow.
+                if let Some(off) = data[at..].iter().position(|&b| b != 0) {
+                    return Err(WalError::Corrupt {
+                        file: path.to_path_buf(),
+                        offset: (at + off) as u64,
+                        reason: "data after the end of the segment's records".into(),
+                    });
+                }
+                return Ok(SegmentEnd::Clean(at as u64));
             }
             Decoded::Short if is_last => return Ok(SegmentEnd::TornAt(at as u64)),
             Decoded::Bad(reason) if is_last && !valid_record_after(&data, at + 1) => {

@@ -115,7 +115,8 @@ fn crash_at_every_offset_of_the_tail_is_repaired() {
             .unwrap()
             .unwrap()
             .path();
-        boundaries.push((i, std::fs::metadata(&seg).unwrap().len()));
+        assert!(std::fs::metadata(&seg).unwrap().len() >= wal.records_end());
+        boundaries.push((i, wal.records_end()));
     }
     drop(wal);
     let seg = std::fs::read_dir(dir.path())
@@ -124,11 +125,20 @@ fn crash_at_every_offset_of_the_tail_is_repaired() {
         .unwrap()
         .unwrap()
         .path();
-    let full = std::fs::read(&seg).unwrap();
+    let mut full = std::fs::read(&seg).unwrap();
+    let allocated = full.len();
+    assert!(full[boundaries[19].1 as usize..].iter().all(|&b| b == 0));
+    full.truncate(boundaries[19].1 as usize);
     let start = boundaries[14].1 as usize;
-    for cut in start..=full.len() {
+    // Each cut twice: the file ends at the cut, or the cut is followed by the zeroed space
+    // allocated ahead of the records (what a crash leaves in a preallocated segment).
+    for (cut, zeroed) in (start..=full.len()).flat_map(|c| [(c, false), (c, true)]) {
         let copy = tempfile::tempdir().unwrap();
-        std::fs::write(copy.path().join(seg.file_name().unwrap()), &full[..cut]).unwrap();
+        let mut bytes = full[..cut].to_vec();
+        if zeroed {
+            bytes.resize(allocated, 0);
+        }
+        std::fs::write(copy.path().join(seg.file_name().unwrap()), &bytes).unwrap();
         let (mut wal, c) = Wal::open(copy.path()).unwrap();
         let expected = boundaries
             .iter()
@@ -144,7 +154,7 @@ fn crash_at_every_offset_of_the_tail_is_repaired() {
         assert_eq!(
             c.entries.last().unwrap().index,
             expected + 1,
-            "append after repair at {cut}"
+            "append after repair at {cut} (zeroed tail: {zeroed})"
         );
     }
 }
@@ -164,7 +174,8 @@ fn a_flipped_byte_in_the_middle_is_corruption_not_a_torn_tail() {
         .unwrap()
         .path();
     let mut data = std::fs::read(&seg).unwrap();
-    let mid = data.len() / 2;
+    let records = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let mid = records / 2;
     data[mid] ^= 0xff;
     std::fs::write(&seg, &data).unwrap();
     match Wal::open(dir.path()) {
@@ -212,5 +223,58 @@ mod model {
             let (_, c) = Wal::open(dir.path()).unwrap();
             prop_assert_eq!(indexes(&c.entries), model);
         }
+    }
+}
+
+/// Segments are allocated ahead of their records; a closed segment must hold nothing but zeros
+/// after its records, while the last one may end in leftovers of an unsynced write, which are
+/// cut off on open so that no stale record can ever follow new ones.
+#[test]
+fn preallocated_space_ends_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(dir.path(), b"m").unwrap();
+    wal.set_segment_size(256);
+    for i in 1..=40u64 {
+        wal.save(Some(&hs(1, i)), &[entry(i, 1)]).unwrap();
+    }
+    let end = wal.records_end();
+    drop(wal);
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 2, "{segments:?}");
+    let last = segments.last().unwrap().clone();
+    let allocated = std::fs::metadata(&last).unwrap().len();
+    assert!(allocated >= rampart_wal::PREALLOCATE_BYTES, "{allocated}");
+
+    // Leftovers after a gap in the last segment: cut off, and appends go right after the records.
+    let mut data = std::fs::read(&last).unwrap();
+    data[end as usize + 100..end as usize + 200].fill(0xab);
+    std::fs::write(&last, &data).unwrap();
+    let (mut wal, c) = Wal::open(dir.path()).unwrap();
+    assert_eq!(c.entries.last().unwrap().index, 40);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), end);
+    wal.save(None, &[entry(41, 1)]).unwrap();
+    drop(wal);
+    let (_, c) = Wal::open(dir.path()).unwrap();
+    assert_eq!(c.entries.last().unwrap().index, 41);
+    assert_eq!(c.hard_state, hs(1, 40));
+
+    // Bytes after the records of a closed segment are damage, not a tail.
+    let first = &segments[0];
+    let mut data = std::fs::read(first).unwrap();
+    let records = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert!(
+        data.len() > records + 64,
+        "the closed segment was preallocated"
+    );
+    data[records + 32] = 1;
+    std::fs::write(first, &data).unwrap();
+    match Wal::open(dir.path()) {
+        Err(WalError::Corrupt { .. }) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("bytes after a closed segment's records were not detected"),
     }
 }

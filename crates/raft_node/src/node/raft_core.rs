@@ -291,8 +291,14 @@ impl RaftCore {
 
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
-        if !entries.is_empty() || hard_state.is_some() {
+        if ready.must_sync() {
             self.wal.save(hard_state.as_ref(), &entries)?;
+        } else if let Some(hs) = &hard_state {
+            // Only the commit index moved (etcd's MustSync is false too): a commit index is a
+            // hint Raft can rebuild from the log and the leader, so it needs no fsync of its own.
+            // Followers would otherwise sync twice per append: once for the entries, once for
+            // the commit that the next message brings.
+            self.wal.record_commit(hs)?;
         }
         if !entries.is_empty() {
             self.storage.mem().wl().append(&entries)?;
