@@ -23,14 +23,22 @@ use rampart_lease::Lessor;
 /// Result of applying one proposed request, delivered to the handler that proposed it.
 pub type ApplyResult = Result<Response, ApplyError>;
 
+/// How a proposal ended for the handler that made it.
+pub enum Outcome {
+    /// Committed and applied on this member.
+    Applied(ApplyResult),
+    /// Raft did not take it (no leader, or the member is stopping).
+    Refused(rampart_raft_node::NodeError),
+}
+
 /// Handlers waiting for their proposal to be applied, by request ID.
 #[derive(Default)]
 pub struct Waiters {
-    pending: Mutex<HashMap<u64, oneshot::Sender<ApplyResult>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
 }
 
 impl Waiters {
-    fn register(&self, id: u64) -> oneshot::Receiver<ApplyResult> {
+    fn register(&self, id: u64) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("waiters").insert(id, tx);
         rx
@@ -42,8 +50,12 @@ impl Waiters {
 
     /// Hands an applied result to its waiter, if this member proposed it and it still waits.
     pub fn trigger(&self, id: u64, result: ApplyResult) {
+        self.finish(id, Outcome::Applied(result));
+    }
+
+    fn finish(&self, id: u64, outcome: Outcome) {
         if let Some(tx) = self.pending.lock().expect("waiters").remove(&id) {
-            let _ = tx.send(result);
+            let _ = tx.send(outcome);
         }
     }
 }
@@ -92,7 +104,8 @@ pub struct EtcdServer {
 impl EtcdServer {
     pub fn new(parts: ServerParts) -> EtcdServer {
         let lessor = parts.applier.read().expect("applier").lessor().clone();
-        let quota = crate::quota::Quota::new(parts.limits.quota_backend_bytes);
+        let db_path = parts.applier.read().expect("applier").store().path().to_owned();
+        let quota = crate::quota::Quota::new(parts.limits.quota_backend_bytes, db_path);
         EtcdServer {
             member_id: parts.member_id,
             membership: parts.membership,
@@ -156,13 +169,19 @@ impl EtcdServer {
         // The size limit covers what goes into the log, as etcd's does.
         self.check_size(data.len())?;
         let applied = self.waiters.register(id);
-        if let Err(e) = self.raft.propose(data).await {
+        // One wake-up per request: the apply loop's answer, or the Raft thread's refusal.
+        let waiters = self.waiters.clone();
+        let refused = move |e| waiters.finish(id, Outcome::Refused(e));
+        if let Err(e) = self.raft.propose_detached(data, refused) {
             self.waiters.forget(id);
             return Err(errors::node_status(&e));
         }
         match tokio::time::timeout(self.request_timeout, applied).await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(apply_error))) => Err(crate::api::v3::apply_status(&apply_error)),
+            Ok(Ok(Outcome::Applied(Ok(response)))) => Ok(response),
+            Ok(Ok(Outcome::Applied(Err(apply_error)))) => {
+                Err(crate::api::v3::apply_status(&apply_error))
+            }
+            Ok(Ok(Outcome::Refused(e))) => Err(errors::node_status(&e)),
             Ok(Err(_)) => Err(Status::unavailable(errors::text::STOPPED)),
             Err(_) => {
                 self.waiters.forget(id);
@@ -192,8 +211,11 @@ impl EtcdServer {
             return Err(errors::node_status(&e));
         }
         match tokio::time::timeout(self.request_timeout, applied).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err(apply_error))) => Err(crate::api::v3::apply_status(&apply_error)),
+            Ok(Ok(Outcome::Applied(Ok(_)))) => Ok(()),
+            Ok(Ok(Outcome::Applied(Err(apply_error)))) => {
+                Err(crate::api::v3::apply_status(&apply_error))
+            }
+            Ok(Ok(Outcome::Refused(e))) => Err(errors::node_status(&e)),
             Ok(Err(_)) => Err(Status::unavailable(errors::text::STOPPED)),
             Err(_) => {
                 self.waiters.forget(id);

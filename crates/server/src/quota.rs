@@ -7,6 +7,7 @@
 //! bytes actually stored decide once the file is past the quota; they are measured again only
 //! when something was applied since, since measuring takes the backend's write lock.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rampart_proto::etcdserverpb::{
@@ -24,14 +25,18 @@ const LEASE_OVERHEAD: u64 = 64;
 
 pub struct Quota {
     max_bytes: Option<u64>,
+    /// The backend file, stat'ed without the applier's lock: the apply loop holds that lock
+    /// while it applies a batch, and a put must not wait for a batch to learn the file size.
+    db_path: PathBuf,
     /// (applied index, stored bytes) of the last measurement.
     measured: Mutex<Option<(u64, u64)>>,
 }
 
 impl Quota {
-    pub fn new(max_bytes: Option<u64>) -> Quota {
+    pub fn new(max_bytes: Option<u64>, db_path: PathBuf) -> Quota {
         Quota {
             max_bytes,
+            db_path,
             measured: Mutex::new(None),
         }
     }
@@ -69,7 +74,9 @@ impl EtcdServer {
         if cost == 0 {
             return Ok(());
         }
-        let file_size = self.applier.read().expect("applier").db_size().max(0) as u64;
+        let file_size = std::fs::metadata(&self.quota.db_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
         if file_size + cost < max || self.stored_bytes() + cost < max {
             return Ok(());
         }

@@ -103,10 +103,49 @@ impl NodeStatus {
     }
 }
 
+/// Who hears whether Raft took a proposal.
+pub(crate) enum ProposalReply {
+    /// Told either way.
+    Wait(oneshot::Sender<Result<(), NodeError>>),
+    /// Told only if Raft refused it: a caller that waits for the entry's apply anyway saves a
+    /// thread wake-up per request.
+    OnRefusal(RefusalHook),
+}
+
+impl ProposalReply {
+    pub(crate) fn send(self, result: Result<(), NodeError>) {
+        match (self, result) {
+            (ProposalReply::Wait(tx), result) => {
+                let _ = tx.send(result);
+            }
+            (ProposalReply::OnRefusal(mut hook), Ok(())) => hook.0 = None,
+            (ProposalReply::OnRefusal(mut hook), Err(e)) => hook.refuse(e),
+        }
+    }
+}
+
+/// Called if a proposal is refused, including when the loop stops before it got to it (then
+/// with [`NodeError::Stopped`], as a dropped oneshot would tell a waiting caller).
+pub(crate) struct RefusalHook(Option<Box<dyn FnOnce(NodeError) + Send>>);
+
+impl RefusalHook {
+    fn refuse(&mut self, e: NodeError) {
+        if let Some(refused) = self.0.take() {
+            refused(e);
+        }
+    }
+}
+
+impl Drop for RefusalHook {
+    fn drop(&mut self) {
+        self.refuse(NodeError::Stopped);
+    }
+}
+
 enum NodeMsg {
     Propose {
         data: Vec<u8>,
-        accepted: oneshot::Sender<Result<(), NodeError>>,
+        reply: ProposalReply,
     },
     ProposeConfChange {
         change: ConfChange,
@@ -149,8 +188,25 @@ impl RaftHandle {
     /// not when it is committed: the caller waits for the apply loop for that.
     pub async fn propose(&self, data: Vec<u8>) -> Result<(), NodeError> {
         let (accepted, rx) = oneshot::channel();
-        self.send(NodeMsg::Propose { data, accepted })?;
+        self.send(NodeMsg::Propose {
+            data,
+            reply: ProposalReply::Wait(accepted),
+        })?;
         rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Appends `data` to the Raft log without waiting to hear that Raft took it: `refused` is
+    /// called (on the Raft thread) only if it did not. For a caller that learns the outcome from
+    /// the apply loop anyway.
+    pub fn propose_detached(
+        &self,
+        data: Vec<u8>,
+        refused: impl FnOnce(NodeError) + Send + 'static,
+    ) -> Result<(), NodeError> {
+        self.send(NodeMsg::Propose {
+            data,
+            reply: ProposalReply::OnRefusal(RefusalHook(Some(Box::new(refused)))),
+        })
     }
 
     /// Proposes a membership change (its context tells the state machine who joins or leaves).

@@ -206,9 +206,8 @@ impl RaftCore {
     /// Handles one message; false when the loop must stop.
     fn handle(&mut self, msg: NodeMsg) -> bool {
         match msg {
-            NodeMsg::Propose { data, accepted } => {
-                let result = self.node.propose(vec![], data).map_err(NodeError::from);
-                let _ = accepted.send(result);
+            NodeMsg::Propose { data, reply } => {
+                reply.send(self.node.propose(vec![], data).map_err(NodeError::from));
             }
             NodeMsg::ProposeConfChange { change, accepted } => {
                 let context = change.context.to_vec();
