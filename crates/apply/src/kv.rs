@@ -190,17 +190,23 @@ pub fn delete_range(
     d: &DeleteRangeRequest,
     events: &mut Vec<Event>,
 ) -> Result<DeleteRangeResponse, ApplyError> {
-    let (deleted, mut evs) = batch.delete_range(&d.key, &d.range_end)?;
-    let revision = if deleted.is_empty() {
+    let mut evs = batch.delete_range(&d.key, &d.range_end)?;
+    let revision = if evs.is_empty() {
         batch.read_revision()
     } else {
         batch.pending_revision()
     };
+    let prev_kvs = if d.prev_kv {
+        evs.iter().filter_map(|e| e.prev_kv.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let deleted = evs.len() as i64;
     events.append(&mut evs);
     Ok(DeleteRangeResponse {
         header: header(revision),
-        deleted: deleted.len() as i64,
-        prev_kvs: if d.prev_kv { deleted } else { Vec::new() },
+        deleted,
+        prev_kvs,
     })
 }
 

@@ -52,7 +52,7 @@ pub fn revoke(
 ) -> Result<LeaseRevokeResponse, ApplyError> {
     let keys = lessor.keys(r.id).ok_or(ApplyError::LeaseNotFound)?;
     for key in &keys {
-        let (_, mut evs) = batch.delete_range(key, &[])?;
+        let mut evs = batch.delete_range(key, &[])?;
         events.append(&mut evs);
     }
     batch.remove_lease(r.id)?;

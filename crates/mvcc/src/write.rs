@@ -134,27 +134,29 @@ impl WriteBatch {
         Ok((prev, event))
     }
 
-    /// Deletes the live keys of the range at the pending revision; returns them.
-    pub fn delete_range(
-        &mut self,
-        key: &[u8],
-        range_end: &[u8],
-    ) -> Result<(Vec<KeyValue>, Vec<Event>), MvccError> {
+    /// Deletes the live keys of the range at the pending revision; returns one delete event per
+    /// key, whose `prev_kv` is the deleted version (moved there, not copied: a prefix delete can
+    /// cover 100,000s of keys with their values).
+    pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<Event>, MvccError> {
         let live = self.range(key, range_end, 0, 0)?.kvs;
         let rev = self.pending_revision();
         let mut events = Vec::with_capacity(live.len());
-        // Both tables opened once for the whole range: a prefix delete can cover 100,000s of keys.
+        let tomb = Version {
+            sub: 0,
+            create_revision: 0,
+            version: 0,
+            lease: 0,
+            tombstone: true,
+            value: Vec::new(),
+        };
+        // Both tables opened once for the whole range.
         {
             let mut kv_table = self.txn.open_table(KV).map_err(|e| self.err(e))?;
             let mut revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
-            for kv in &live {
+            for kv in live {
                 let tomb = Version {
                     sub: self.sub,
-                    create_revision: 0,
-                    version: 0,
-                    lease: 0,
-                    tombstone: true,
-                    value: Vec::new(),
+                    ..tomb.clone()
                 };
                 kv_table
                     .insert((kv.key.as_slice(), rev as u64), tomb.encode().as_slice())
@@ -169,11 +171,11 @@ impl WriteBatch {
                         mod_revision: rev,
                         ..Default::default()
                     }),
-                    prev_kv: Some(kv.clone()),
+                    prev_kv: Some(kv),
                 });
             }
         }
-        Ok((live, events))
+        Ok(events)
     }
 
     fn store_version(&mut self, key: &[u8], rev: i64, v: &Version) -> Result<(), MvccError> {

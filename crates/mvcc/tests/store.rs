@@ -46,7 +46,7 @@ fn each_writing_request_gets_one_revision_and_sees_its_own_writes() {
     );
     batch.end_request();
     // A request that writes nothing keeps the revision.
-    let (deleted, _) = batch.delete_range(b"zz", &[]).unwrap();
+    let deleted = batch.delete_range(b"zz", &[]).unwrap();
     assert!(deleted.is_empty());
     batch.end_request();
     let (prev, _) = batch.put(b"a", b"2".to_vec(), 0).unwrap();

@@ -100,12 +100,14 @@ impl ApplyLoop {
                     } else {
                         Durability::None
                     };
+                    self.waiters.begin_batch(last);
                     if let Err(e) = self.apply(&entries, durability) {
                         // The store cannot take committed entries: stop rather than diverge.
                         tracing::error!(error = %e, "apply failed; stopping this member");
                         std::process::exit(1);
                     }
                     let _ = self.applied.send(last);
+                    self.waiters.end_batch();
                     if due {
                         self.raft.create_snapshot(last);
                         last_snapshot = last;

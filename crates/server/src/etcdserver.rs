@@ -2,6 +2,7 @@
 //! result, wait for a linearizable read point, and build response headers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -35,9 +36,28 @@ pub enum Outcome {
 #[derive(Default)]
 pub struct Waiters {
     pending: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    /// The last Raft index of the batch the apply loop is applying (0 between batches).
+    applying: AtomicU64,
 }
 
 impl Waiters {
+    /// The apply loop starts applying committed entries up to `last_index`.
+    pub fn begin_batch(&self, last_index: u64) {
+        self.applying.store(last_index, Ordering::Release);
+    }
+
+    /// The apply loop finished its batch (and answered every waiter in it).
+    pub fn end_batch(&self) {
+        self.applying.store(0, Ordering::Release);
+    }
+
+    fn batch_in_flight(&self) -> Option<u64> {
+        match self.applying.load(Ordering::Acquire) {
+            0 => None,
+            last => Some(last),
+        }
+    }
+
     fn register(&self, id: u64) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("waiters").insert(id, tx);
@@ -104,7 +124,13 @@ pub struct EtcdServer {
 impl EtcdServer {
     pub fn new(parts: ServerParts) -> EtcdServer {
         let lessor = parts.applier.read().expect("applier").lessor().clone();
-        let db_path = parts.applier.read().expect("applier").store().path().to_owned();
+        let db_path = parts
+            .applier
+            .read()
+            .expect("applier")
+            .store()
+            .path()
+            .to_owned();
         let quota = crate::quota::Quota::new(parts.limits.quota_backend_bytes, db_path);
         EtcdServer {
             member_id: parts.member_id,
@@ -168,7 +194,7 @@ impl EtcdServer {
         let data = envelope.encode_to_vec();
         // The size limit covers what goes into the log, as etcd's does.
         self.check_size(data.len())?;
-        let applied = self.waiters.register(id);
+        let mut applied = self.waiters.register(id);
         // One wake-up per request: the apply loop's answer, or the Raft thread's refusal.
         let waiters = self.waiters.clone();
         let refused = move |e| waiters.finish(id, Outcome::Refused(e));
@@ -176,17 +202,36 @@ impl EtcdServer {
             self.waiters.forget(id);
             return Err(errors::node_status(&e));
         }
-        match tokio::time::timeout(self.request_timeout, applied).await {
-            Ok(Ok(Outcome::Applied(Ok(response)))) => Ok(response),
-            Ok(Ok(Outcome::Applied(Err(apply_error)))) => {
+        let outcome = match tokio::time::timeout(self.request_timeout, &mut applied).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // The request may be in the batch being applied (a prefix delete of 100,000s
+                // of keys takes seconds). It is committed, so its outcome is certain: wait for
+                // the batch rather than answer "timed out" for a write that happens anyway. The
+                // timeout is for proposals that may never commit (no leader, a partition).
+                let late = match self.waiters.batch_in_flight() {
+                    Some(last) => {
+                        let _ = self.wait_applied(last).await;
+                        applied.try_recv().ok()
+                    }
+                    None => None,
+                };
+                match late {
+                    Some(outcome) => Ok(outcome),
+                    None => {
+                        self.waiters.forget(id);
+                        return Err(errors::timeout());
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(Outcome::Applied(Ok(response))) => Ok(response),
+            Ok(Outcome::Applied(Err(apply_error))) => {
                 Err(crate::api::v3::apply_status(&apply_error))
             }
-            Ok(Ok(Outcome::Refused(e))) => Err(errors::node_status(&e)),
-            Ok(Err(_)) => Err(Status::unavailable(errors::text::STOPPED)),
-            Err(_) => {
-                self.waiters.forget(id);
-                Err(errors::timeout())
-            }
+            Ok(Outcome::Refused(e)) => Err(errors::node_status(&e)),
+            Err(_) => Err(Status::unavailable(errors::text::STOPPED)),
         }
     }
 
