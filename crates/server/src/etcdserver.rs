@@ -73,6 +73,33 @@ impl Waiters {
         self.finish(id, Outcome::Applied(result));
     }
 
+    /// Waits up to `timeout` for request `id`'s outcome (`applied` is its receiver); `None` when
+    /// it timed out (and the request is forgotten). `Some(Err)` when the member stopped.
+    ///
+    /// A request still in the batch being applied when the timeout passes is waited for: it is
+    /// committed, so its outcome is certain (a prefix delete of 100,000s of keys takes seconds to
+    /// apply), and "timed out" would be wrong about a write that happens anyway. The timeout is
+    /// for proposals that may never commit (no leader, a partition).
+    async fn outcome(
+        &self,
+        id: u64,
+        mut applied: oneshot::Receiver<Outcome>,
+        timeout: Duration,
+        mut applied_index: watch::Receiver<u64>,
+    ) -> Option<Result<Outcome, oneshot::error::RecvError>> {
+        if let Ok(outcome) = tokio::time::timeout(timeout, &mut applied).await {
+            return Some(outcome);
+        }
+        if let Some(last) = self.batch_in_flight() {
+            let _ = applied_index.wait_for(|a| *a >= last).await;
+            if let Ok(outcome) = applied.try_recv() {
+                return Some(Ok(outcome));
+            }
+        }
+        self.forget(id);
+        None
+    }
+
     fn finish(&self, id: u64, outcome: Outcome) {
         if let Some(tx) = self.pending.lock().expect("waiters").remove(&id) {
             let _ = tx.send(outcome);
@@ -194,7 +221,7 @@ impl EtcdServer {
         let data = envelope.encode_to_vec();
         // The size limit covers what goes into the log, as etcd's does.
         self.check_size(data.len())?;
-        let mut applied = self.waiters.register(id);
+        let applied = self.waiters.register(id);
         // One wake-up per request: the apply loop's answer, or the Raft thread's refusal.
         let waiters = self.waiters.clone();
         let refused = move |e| waiters.finish(id, Outcome::Refused(e));
@@ -202,29 +229,11 @@ impl EtcdServer {
             self.waiters.forget(id);
             return Err(errors::node_status(&e));
         }
-        let outcome = match tokio::time::timeout(self.request_timeout, &mut applied).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                // The request may be in the batch being applied (a prefix delete of 100,000s
-                // of keys takes seconds). It is committed, so its outcome is certain: wait for
-                // the batch rather than answer "timed out" for a write that happens anyway. The
-                // timeout is for proposals that may never commit (no leader, a partition).
-                let late = match self.waiters.batch_in_flight() {
-                    Some(last) => {
-                        let _ = self.wait_applied(last).await;
-                        applied.try_recv().ok()
-                    }
-                    None => None,
-                };
-                match late {
-                    Some(outcome) => Ok(outcome),
-                    None => {
-                        self.waiters.forget(id);
-                        return Err(errors::timeout());
-                    }
-                }
-            }
-        };
+        let outcome = self
+            .waiters
+            .outcome(id, applied, self.request_timeout, self.applied.clone())
+            .await
+            .ok_or_else(errors::timeout)?;
         match outcome {
             Ok(Outcome::Applied(Ok(response))) => Ok(response),
             Ok(Outcome::Applied(Err(apply_error))) => {
@@ -315,5 +324,66 @@ impl EtcdServer {
 
     pub fn applied_index(&self) -> u64 {
         *self.applied.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_apply::Response;
+
+    const TIMEOUT: Duration = Duration::from_millis(50);
+
+    fn done() -> Outcome {
+        Outcome::Applied(Ok(Response::Done))
+    }
+
+    #[tokio::test]
+    async fn a_request_in_the_batch_being_applied_outlives_the_timeout() {
+        let waiters = Arc::new(Waiters::default());
+        let (index_tx, index_rx) = watch::channel(0u64);
+        let rx = waiters.register(7);
+        waiters.begin_batch(10);
+        let apply = {
+            let waiters = waiters.clone();
+            tokio::spawn(async move {
+                // The batch takes four timeouts to apply.
+                tokio::time::sleep(TIMEOUT * 4).await;
+                waiters.trigger(7, Ok(Response::Done));
+                index_tx.send(10).unwrap();
+                waiters.end_batch();
+            })
+        };
+        let outcome = waiters.outcome(7, rx, TIMEOUT, index_rx).await;
+        assert!(matches!(outcome, Some(Ok(Outcome::Applied(Ok(_))))));
+        apply.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_outside_the_batch_being_applied_times_out() {
+        let waiters = Arc::new(Waiters::default());
+        let (index_tx, index_rx) = watch::channel(0u64);
+        let rx = waiters.register(7);
+        // A batch is applied, but request 7 is not in it (never committed).
+        waiters.begin_batch(10);
+        let apply = tokio::spawn(async move {
+            tokio::time::sleep(TIMEOUT * 2).await;
+            index_tx.send(10).unwrap();
+        });
+        assert!(waiters.outcome(7, rx, TIMEOUT, index_rx).await.is_none());
+        apply.await.unwrap();
+        // Forgotten: a late answer finds no waiter.
+        assert!(waiters.pending.lock().unwrap().is_empty());
+        waiters.finish(7, done());
+    }
+
+    #[tokio::test]
+    async fn with_no_batch_being_applied_the_timeout_holds() {
+        let waiters = Waiters::default();
+        let (_index_tx, index_rx) = watch::channel(0u64);
+        let rx = waiters.register(7);
+        let started = std::time::Instant::now();
+        assert!(waiters.outcome(7, rx, TIMEOUT, index_rx).await.is_none());
+        assert!(started.elapsed() < TIMEOUT * 10);
     }
 }
