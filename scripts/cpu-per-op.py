@@ -8,7 +8,8 @@ Starts the cluster the way scripts/bench-vs-etcd.sh does, runs one `rampart benc
 with the given arguments, and prints the bench's JSON line plus the CPU seconds the three members
 and the bench client used, per request. Throughput moves with whatever else the machine does; CPU
 per request moves much less, so it is the figure to compare when changing the write path.
-Environment: RAMPART (default target/release/rampart), ETCD (default /usr/bin/etcd); ETCD_* variables
+Environment: RAMPART (default target/release/rampart), ETCD (default /usr/bin/etcd), KEY_SPACE (keys the
+puts spread over, default 100,000; a small one rewrites the same keys often); ETCD_* variables
 reach the members (e.g. ETCD_SNAPSHOT_COUNT=5000).
 """
 
@@ -54,7 +55,7 @@ def main():
         client_before = children_cpu()
         cmd = [rampart, "bench", f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "--conns=16",
                f"--key-size={bench.KEY_SIZE}", f"--val-size={bench.VALUE_SIZE}",
-               f"--key-space-size={bench.KEY_SPACE}", "--json", "--duration=10s", *workload]
+               f"--key-space-size={os.environ.get('KEY_SPACE', bench.KEY_SPACE)}", "--json", "--duration=10s", *workload]
         out = bench.run(cmd, 120)
         members = sum(cpu_seconds(p.pid) for p in cluster.procs) - sum(members_before)
         client = children_cpu() - client_before

@@ -489,7 +489,21 @@ pub(crate) fn range_at(
     limit: usize,
 ) -> Result<Result<(Vec<KeyValue>, i64), MvccError>, redb::StorageError> {
     let iter = match spec {
-        RangeSpec::Single(k) => kv.range((k, 0u64)..=(k, u64::MAX))?,
+        RangeSpec::Single(k) => {
+            // Only the newest version at or below `at` matters: read it from the back instead
+            // of decoding every older version of a key that is rewritten often.
+            let newest = kv.range((k, 0u64)..=(k, at.max(0) as u64))?.next_back();
+            let Some(item) = newest else {
+                return Ok(Ok((Vec::new(), 0)));
+            };
+            let (k, v) = item?;
+            let (key, main) = k.value();
+            return Ok(match Version::decode(v.value()) {
+                Ok(v) if v.tombstone => Ok((Vec::new(), 0)),
+                Ok(v) => Ok((vec![v.to_key_value(key, main as i64)], 1)),
+                Err(e) => Err(e),
+            });
+        }
         RangeSpec::From(k) => kv.range((k, 0u64)..)?,
         RangeSpec::Between(k, end) => {
             if end <= k {

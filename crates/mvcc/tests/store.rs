@@ -218,3 +218,48 @@ fn defragment_shrinks_the_file_and_keeps_every_version() {
     assert_eq!(after.hash_kv(0).unwrap(), before);
     assert_eq!(after.consistent_index(), 421);
 }
+
+#[test]
+fn a_single_key_reads_its_newest_version_at_each_revision() {
+    let (_dir, store) = open();
+    // Revisions 2..=7: k=1, k=2, other, delete k, k=3, k=4.
+    write(
+        &store,
+        1,
+        &[("k", Some("1")), ("k", Some("2")), ("other", Some("x"))],
+    );
+    write(
+        &store,
+        2,
+        &[("k", None), ("k", Some("3")), ("k", Some("4"))],
+    );
+    let read = store.read().unwrap();
+    let at = |rev: i64| {
+        let r = read.range(b"k", &[], rev, 0).unwrap();
+        assert_eq!(r.count, r.kvs.len() as i64);
+        r.kvs.first().map(|kv| {
+            (
+                kv.value.clone(),
+                kv.create_revision,
+                kv.mod_revision,
+                kv.version,
+            )
+        })
+    };
+    assert_eq!(at(1), None, "before the first write");
+    assert_eq!(at(2), Some((b"1".to_vec(), 2, 2, 1)));
+    assert_eq!(at(3), Some((b"2".to_vec(), 2, 3, 2)));
+    assert_eq!(
+        at(4),
+        Some((b"2".to_vec(), 2, 3, 2)),
+        "another key's revision"
+    );
+    assert_eq!(at(5), None, "deleted");
+    assert_eq!(at(6), Some((b"3".to_vec(), 6, 6, 1)), "created again");
+    assert_eq!(
+        at(0),
+        Some((b"4".to_vec(), 6, 7, 2)),
+        "revision 0 is the newest"
+    );
+    assert_eq!(read.range(b"missing", &[], 0, 0).unwrap().count, 0);
+}
