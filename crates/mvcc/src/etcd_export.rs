@@ -11,8 +11,8 @@ use rampart_bbolt::Buckets;
 use rampart_proto::mvccpb::KeyValue;
 use redb::{ReadableDatabase, ReadableTable};
 
-use crate::codec::Version;
-use crate::store::{read_meta, Store, KV, LEASES, META, REVS};
+use crate::codec::{split_record, Version};
+use crate::store::{read_meta, Store, HISTORY, LEASES, META};
 use crate::MvccError;
 
 /// etcd's revision key: main and sub revision, big-endian, joined by `_`; `t` marks a tombstone.
@@ -59,17 +59,13 @@ impl Store {
         let err = |e: &dyn std::fmt::Display| MvccError::backend(&self.path, e);
         let alarms = self.alarms()?;
         let txn = self.db.begin_read().map_err(|e| err(&e))?;
-        let revs = txn.open_table(REVS).map_err(|e| err(&e))?;
-        let kv = txn.open_table(KV).map_err(|e| err(&e))?;
+        let history = txn.open_table(HISTORY).map_err(|e| err(&e))?;
         let mut keys = BTreeMap::new();
-        for item in revs.iter().map_err(|e| err(&e))? {
-            let (rev, user_key) = item.map_err(|e| err(&e))?;
+        for item in history.iter().map_err(|e| err(&e))? {
+            let (rev, record) = item.map_err(|e| err(&e))?;
             let (main, sub) = rev.value();
-            let user_key = user_key.value();
-            let Some(stored) = kv.get((user_key, main)).map_err(|e| err(&e))? else {
-                continue;
-            };
-            let version = Version::decode(stored.value())?;
+            let (user_key, encoded) = split_record(record.value())?;
+            let version = Version::decode(encoded)?;
             let record = if version.tombstone {
                 KeyValue {
                     key: user_key.to_vec(),

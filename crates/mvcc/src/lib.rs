@@ -7,12 +7,12 @@
 //! durability of the Raft log (the WAL).
 //!
 //! # Layout
-//! - `kv`: `(user key, main revision)` → encoded [`Version`] (value, create rev, version, lease,
-//!   sub revision, tombstone flag). Ordered by key, then revision, so a range at revision R reads
-//!   each key's latest version ≤ R with one ordered scan and no in-memory index (fast restarts,
-//!   small resident memory).
-//! - `revs`: `(main, sub)` → user key: the change log in revision order, for watch catch-up and
-//!   compaction.
+//! - `history`: `(main, sub)` → user key and encoded [`Version`] (value, create rev, version,
+//!   lease, tombstone flag), in revision order as etcd's `key` bucket: writes append to the end
+//!   of the B-tree, and watch catch-up and compaction read it in order.
+//! - An in-memory key index (`index`), user key → revisions of its retained versions, as etcd's
+//!   `treeIndex`: a range at revision R looks up each key's newest revision ≤ R there and reads
+//!   those versions from `history`. It is rebuilt from `history` when the store opens.
 //! - `meta`: current revision, compacted revision, consistent index.
 //!
 //! Writes happen in a [`WriteBatch`] (one redb write transaction for many Raft entries); each
@@ -27,14 +27,18 @@
 
 mod codec;
 mod etcd_export;
+mod index;
+mod legacy;
+mod read;
 mod snapshot;
 mod store;
 mod write;
 
 pub use codec::Version;
 pub use rampart_bbolt::Buckets as EtcdBuckets;
+pub use read::ReadView;
 pub use redb::Durability;
-pub use store::{HashKv, RangeResult, ReadView, Store};
+pub use store::{HashKv, RangeResult, Store};
 pub use write::WriteBatch;
 
 /// Errors of the store. Texts of the client-visible ones are etcd's.

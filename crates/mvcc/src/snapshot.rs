@@ -5,13 +5,13 @@
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use crate::store::{Store, KV, LEASES, META, REVS, V2};
+use crate::store::{Store, HISTORY, LEASES, META, V2};
 use crate::MvccError;
 
-const MAGIC: &[u8; 8] = b"RMPSNAP1";
+/// Version 2: the history table keyed by revision replaced version 1's key and revision tables.
+const MAGIC: &[u8; 8] = b"RMPSNAP2";
 const END: u8 = 0xFF;
-const TABLE_KV: u8 = 1;
-const TABLE_REVS: u8 = 2;
+const TABLE_HISTORY: u8 = 6;
 const TABLE_META: u8 = 3;
 const TABLE_LEASES: u8 = 4;
 const TABLE_V2: u8 = 5;
@@ -31,21 +31,13 @@ impl Store {
         let txn = self.db.begin_read().map_err(|e| err(&e))?;
         let mut out = Vec::with_capacity(1024);
         out.extend_from_slice(MAGIC);
-        let kv = txn.open_table(KV).map_err(|e| err(&e))?;
-        for item in kv.iter().map_err(|e| err(&e))? {
-            let (k, v) = item.map_err(|e| err(&e))?;
-            let (key, main) = k.value();
-            let mut composite = main.to_be_bytes().to_vec();
-            composite.extend_from_slice(key);
-            put_record(&mut out, TABLE_KV, &composite, v.value());
-        }
-        let revs = txn.open_table(REVS).map_err(|e| err(&e))?;
-        for item in revs.iter().map_err(|e| err(&e))? {
+        let history = txn.open_table(HISTORY).map_err(|e| err(&e))?;
+        for item in history.iter().map_err(|e| err(&e))? {
             let (k, v) = item.map_err(|e| err(&e))?;
             let (main, sub) = k.value();
             let mut composite = main.to_be_bytes().to_vec();
             composite.extend_from_slice(&sub.to_be_bytes());
-            put_record(&mut out, TABLE_REVS, &composite, v.value());
+            put_record(&mut out, TABLE_HISTORY, &composite, v.value());
         }
         let meta = txn.open_table(META).map_err(|e| err(&e))?;
         for item in meta.iter().map_err(|e| err(&e))? {
@@ -96,8 +88,7 @@ impl Store {
             let db = crate::store::open_database(&tmp).map_err(|e| err(&e))?;
             let txn = db.begin_write().map_err(|e| err(&e))?;
             {
-                let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
-                let mut revs = txn.open_table(REVS).map_err(|e| err(&e))?;
+                let mut history = txn.open_table(HISTORY).map_err(|e| err(&e))?;
                 let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
                 let mut leases = txn.open_table(LEASES).map_err(|e| err(&e))?;
                 let mut v2 = txn.open_table(V2).map_err(|e| err(&e))?;
@@ -111,14 +102,11 @@ impl Store {
                     let (value, next) = take(body, next).ok_or_else(|| bad("truncated value"))?;
                     at = next;
                     match table {
-                        TABLE_KV if key.len() >= 8 => {
-                            let main = u64::from_be_bytes(key[..8].try_into().expect("8"));
-                            kv.insert((&key[8..], main), value).map_err(|e| err(&e))?;
-                        }
-                        TABLE_REVS if key.len() == 16 => {
+                        TABLE_HISTORY if key.len() == 16 => {
+                            crate::codec::split_record(value).map_err(|_| bad("history record"))?;
                             let main = u64::from_be_bytes(key[..8].try_into().expect("8"));
                             let sub = u64::from_be_bytes(key[8..].try_into().expect("8"));
-                            revs.insert((main, sub), value).map_err(|e| err(&e))?;
+                            history.insert((main, sub), value).map_err(|e| err(&e))?;
                         }
                         TABLE_META if value.len() == 8 => {
                             let name = std::str::from_utf8(key).map_err(|_| bad("meta key"))?;
@@ -148,7 +136,7 @@ impl Store {
         }
         self.db = crate::store::open_database(&self.path)
             .map_err(|e| MvccError::backend(&self.path, e))?;
-        Ok(())
+        self.rebuild_index()
     }
 }
 

@@ -2,14 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use rampart_proto::mvccpb::{event::EventType, Event, KeyValue};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use rampart_proto::mvccpb::KeyValue;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::codec::Version;
-use crate::{range_bounds, MvccError, RangeSpec};
+use crate::codec::{split_record, version_flags, Version};
+use crate::index::{KeyIndex, Rev, SharedIndex};
+use crate::read::ReadView;
+use crate::MvccError;
 
-pub(crate) const KV: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("kv");
-pub(crate) const REVS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("revs");
+/// Every retained version in revision order: `(main, sub)` → key and version
+/// ([`crate::codec::encode_record`]). etcd's `key` bucket, with the key index in memory.
+pub(crate) const HISTORY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("history");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Granted leases: lease ID → TTL in seconds (the keys attached to a lease are the live keys
 /// whose version names it, so they need no table of their own).
@@ -61,6 +64,27 @@ pub struct Meta {
 pub struct Store {
     pub(crate) db: Database,
     pub(crate) path: PathBuf,
+    /// Rebuilt from [`HISTORY`] on open and after the backend is replaced; kept current by
+    /// write batches, shared with read views.
+    pub(crate) index: SharedIndex,
+}
+
+/// The key and value of the version stored at `rev` (which the key index named).
+pub(crate) fn fetch(
+    history: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    rev: Rev,
+) -> Result<KeyValue, MvccError> {
+    let stored = history
+        .get((rev.main as u64, u64::from(rev.sub)))
+        .map_err(|e| MvccError::Damaged(format!("reading revision {}: {e}", rev.main)))?
+        .ok_or_else(|| {
+            MvccError::Damaged(format!(
+                "the key index names revision {}_{}, which the backend lacks",
+                rev.main, rev.sub
+            ))
+        })?;
+    let (key, version) = split_record(stored.value())?;
+    Ok(Version::decode(version)?.to_key_value(key, rev.main))
 }
 
 /// Keys of a range at one revision.
@@ -87,6 +111,7 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
+            index: SharedIndex::default(),
         };
         // Make sure the tables exist so readers never see "table does not exist".
         let txn = store
@@ -94,9 +119,7 @@ impl Store {
             .begin_write()
             .map_err(|e| MvccError::backend(path, e))?;
         {
-            txn.open_table(KV)
-                .map_err(|e| MvccError::backend(path, e))?;
-            txn.open_table(REVS)
+            txn.open_table(HISTORY)
                 .map_err(|e| MvccError::backend(path, e))?;
             txn.open_table(META)
                 .map_err(|e| MvccError::backend(path, e))?;
@@ -105,8 +128,36 @@ impl Store {
             txn.open_table(V2)
                 .map_err(|e| MvccError::backend(path, e))?;
         }
+        crate::legacy::migrate(&txn).map_err(|e| MvccError::backend(path, e))?;
         txn.commit().map_err(|e| MvccError::backend(path, e))?;
+        store.rebuild_index()?;
         Ok(store)
+    }
+
+    /// Reads the key index from the backend (at open, and after the backend changed under it).
+    pub(crate) fn rebuild_index(&self) -> Result<(), MvccError> {
+        let err = |e: &dyn std::fmt::Display| MvccError::backend(&self.path, e);
+        let txn = self.db.begin_read().map_err(|e| err(&e))?;
+        let history = txn.open_table(HISTORY).map_err(|e| err(&e))?;
+        let meta = read_meta(&txn.open_table(META).map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+        let mut index = KeyIndex::default();
+        for item in history.iter().map_err(|e| err(&e))? {
+            let (rev, record) = item.map_err(|e| err(&e))?;
+            let (main, sub) = rev.value();
+            let (key, version) = split_record(record.value())?;
+            let (tombstone, _) = version_flags(version);
+            index.push(
+                key,
+                Rev {
+                    main: main as i64,
+                    sub: sub as u32,
+                    tombstone,
+                },
+            );
+        }
+        index.set_compacted(meta.compact_revision);
+        self.index.replace(index);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -115,25 +166,34 @@ impl Store {
 
     /// A consistent read-only view of the latest committed state.
     pub fn read(&self) -> Result<ReadView, MvccError> {
+        self.refresh_index()?;
         let txn = self
             .db
             .begin_read()
             .map_err(|e| MvccError::backend(&self.path, e))?;
         let err = |e: redb::TableError| MvccError::backend(&self.path, e);
-        let kv = txn.open_table(KV).map_err(err)?;
-        let revs = txn.open_table(REVS).map_err(err)?;
+        let history = txn.open_table(HISTORY).map_err(err)?;
         let meta_table = txn.open_table(META).map_err(err)?;
         let meta = read_meta(&meta_table).map_err(|e| MvccError::backend(&self.path, e))?;
         let leases = txn.open_table(LEASES).map_err(err)?;
         let v2 = txn.open_table(V2).map_err(err)?;
         Ok(ReadView {
-            kv,
-            revs,
+            history,
             leases,
             v2,
             meta,
+            index: self.index.clone(),
             path: self.path.clone(),
         })
+    }
+
+    /// Rebuilds the key index if a write batch was dropped without committing after it had
+    /// changed the index (its backend writes were rolled back; the index must follow).
+    pub(crate) fn refresh_index(&self) -> Result<(), MvccError> {
+        if self.index.take_stale() {
+            self.rebuild_index()?;
+        }
+        Ok(())
     }
 
     /// Raised alarms: (member ID, alarm type), in key order.
@@ -163,15 +223,11 @@ impl Store {
             .map_err(|e| MvccError::backend(&path, e))?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| MvccError::backend(&path, e))?;
-        txn.delete_table(KV)
-            .map_err(|e| MvccError::backend(&path, e))?;
-        txn.delete_table(REVS)
+        txn.delete_table(HISTORY)
             .map_err(|e| MvccError::backend(&path, e))?;
         txn.delete_table(LEASES)
             .map_err(|e| MvccError::backend(&path, e))?;
-        txn.open_table(KV)
-            .map_err(|e| MvccError::backend(&path, e))?;
-        txn.open_table(REVS)
+        txn.open_table(HISTORY)
             .map_err(|e| MvccError::backend(&path, e))?;
         txn.open_table(LEASES)
             .map_err(|e| MvccError::backend(&path, e))?;
@@ -185,7 +241,7 @@ impl Store {
                 .map_err(|e| MvccError::backend(&path, e))?;
         }
         txn.commit().map_err(|e| MvccError::backend(&path, e))?;
-        Ok(())
+        self.rebuild_index()
     }
 
     /// Rewrites the backend file without its free pages (etcd's defragment); the caller holds off
@@ -253,220 +309,6 @@ pub(crate) fn read_meta(
     })
 }
 
-/// A read transaction's view.
-pub struct ReadView {
-    kv: redb::ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
-    revs: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
-    leases: redb::ReadOnlyTable<i64, i64>,
-    v2: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    meta: Meta,
-    path: PathBuf,
-}
-
-impl ReadView {
-    pub fn meta(&self) -> Meta {
-        self.meta
-    }
-
-    pub fn current_revision(&self) -> i64 {
-        self.meta.current_revision
-    }
-
-    pub fn compact_revision(&self) -> i64 {
-        self.meta.compact_revision
-    }
-
-    pub fn consistent_index(&self) -> u64 {
-        self.meta.consistent_index
-    }
-
-    /// Live keys in `[key, range_end)` at `revision` (0 = current); at most `limit` returned
-    /// (0 = all), `count` counts all.
-    pub fn range(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        revision: i64,
-        limit: usize,
-    ) -> Result<RangeResult, MvccError> {
-        let at = check_revision(revision, self.meta)?;
-        let (kvs, count) = range_at(&self.kv, range_bounds(key, range_end), at, limit)
-            .map_err(|e| MvccError::backend(&self.path, e))??;
-        Ok(RangeResult {
-            kvs,
-            count,
-            revision: self.meta.current_revision,
-        })
-    }
-
-    /// Changes in `[key, range_end)` with revision ≥ `from`, in revision order, at most `limit`
-    /// revisions' worth (whole revisions are never split).
-    pub fn events(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        from: i64,
-        limit: usize,
-    ) -> Result<Vec<Event>, MvccError> {
-        self.events_with(key, range_end, from, limit, false)
-    }
-
-    /// [`ReadView::events`], each event with the key's previous version when `prev_kv` is set
-    /// (as long as compaction kept it).
-    pub fn events_with(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        from: i64,
-        limit: usize,
-        prev_kv: bool,
-    ) -> Result<Vec<Event>, MvccError> {
-        // As etcd's watch: starting at the compacted revision itself is allowed (the versions
-        // kept by the compaction are still there), starting before it is not.
-        if from > 0 && from < self.meta.compact_revision {
-            return Err(MvccError::Compacted);
-        }
-        let spec = range_bounds(key, range_end);
-        let mut events = Vec::new();
-        let mut last_main = 0u64;
-        let iter = self
-            .revs
-            .range((from.max(1) as u64, 0u64)..)
-            .map_err(|e| MvccError::backend(&self.path, e))?;
-        for item in iter {
-            let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
-            let (main, _sub) = k.value();
-            if limit > 0 && events.len() >= limit && main != last_main {
-                break;
-            }
-            let user_key = v.value();
-            if !spec.contains(user_key) {
-                continue;
-            }
-            let Some(stored) = self
-                .kv
-                .get((user_key, main))
-                .map_err(|e| MvccError::backend(&self.path, e))?
-            else {
-                continue;
-            };
-            let version = Version::decode(stored.value())?;
-            let mut kv = version.to_key_value(user_key, main as i64);
-            let event_type = if version.tombstone {
-                kv = KeyValue {
-                    key: user_key.to_vec(),
-                    mod_revision: main as i64,
-                    ..Default::default()
-                };
-                EventType::Delete
-            } else {
-                EventType::Put
-            };
-            let prev = if prev_kv {
-                self.previous_version(user_key, main)?
-            } else {
-                None
-            };
-            events.push(Event {
-                r#type: event_type as i32,
-                kv: Some(kv),
-                prev_kv: prev,
-            });
-            last_main = main;
-        }
-        Ok(events)
-    }
-
-    /// The live version of `key` just before revision `main`, if any.
-    fn previous_version(&self, key: &[u8], main: u64) -> Result<Option<KeyValue>, MvccError> {
-        let mut iter = self
-            .kv
-            .range((key, 0u64)..(key, main))
-            .map_err(|e| MvccError::backend(&self.path, e))?;
-        let Some(item) = iter.next_back() else {
-            return Ok(None);
-        };
-        let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
-        let version = Version::decode(v.value())?;
-        if version.tombstone {
-            return Ok(None);
-        }
-        Ok(Some(version.to_key_value(key, k.value().1 as i64)))
-    }
-
-    /// Every granted lease: (ID, TTL in seconds), by ID.
-    pub fn leases(&self) -> Result<Vec<(i64, i64)>, MvccError> {
-        let err = |e: redb::StorageError| MvccError::backend(&self.path, e);
-        let mut out = Vec::new();
-        for item in self.leases.iter().map_err(err)? {
-            let (id, ttl) = item.map_err(err)?;
-            out.push((id.value(), ttl.value()));
-        }
-        Ok(out)
-    }
-
-    /// Every v2 node: (path, encoded node), by path.
-    pub fn v2_nodes(&self) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
-        let err = |e: redb::StorageError| MvccError::backend(&self.path, e);
-        let mut out = Vec::new();
-        for item in self.v2.iter().map_err(err)? {
-            let (k, v) = item.map_err(err)?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    /// Live keys attached to a lease: (lease ID, key), in key order.
-    pub fn lease_attachments(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
-        let (kvs, _) = range_at(
-            &self.kv,
-            RangeSpec::From(&[]),
-            self.meta.current_revision,
-            0,
-        )
-        .map_err(|e| MvccError::backend(&self.path, e))??;
-        Ok(kvs
-            .into_iter()
-            .filter(|kv| kv.lease != 0)
-            .map(|kv| (kv.lease, kv.key))
-            .collect())
-    }
-
-    /// etcd's HashKV: a CRC32C over every retained version up to `revision` (0 = current).
-    pub fn hash_kv(&self, revision: i64) -> Result<HashKv, MvccError> {
-        // etcd refuses to hash at the compacted revision itself, unlike a range there.
-        if revision > 0 && revision <= self.meta.compact_revision {
-            return Err(MvccError::Compacted);
-        }
-        let at = check_revision(revision, self.meta)?;
-        let mut crc = 0u32;
-        let iter = self
-            .kv
-            .iter()
-            .map_err(|e| MvccError::backend(&self.path, e))?;
-        for item in iter {
-            let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
-            let (key, main) = k.value();
-            if main as i64 > at {
-                continue;
-            }
-            crc = crc32c::crc32c_append(crc, key);
-            crc = crc32c::crc32c_append(crc, &main.to_be_bytes());
-            crc = crc32c::crc32c_append(crc, v.value());
-        }
-        Ok(HashKv {
-            hash: crc,
-            compact_revision: self.meta.compact_revision,
-            hash_revision: at,
-        })
-    }
-
-    /// Number of stored versions (for tests and metrics).
-    pub fn version_count(&self) -> Result<u64, MvccError> {
-        self.kv.len().map_err(|e| MvccError::backend(&self.path, e))
-    }
-}
-
 /// The revision to read at: 0 means current; compacted and future revisions are errors.
 pub(crate) fn check_revision(revision: i64, meta: Meta) -> Result<i64, MvccError> {
     if revision <= 0 {
@@ -479,80 +321,4 @@ pub(crate) fn check_revision(revision: i64, meta: Meta) -> Result<i64, MvccError
         return Err(MvccError::Compacted);
     }
     Ok(revision)
-}
-
-/// Live keys of `spec` at revision `at`: each key's latest version ≤ `at`, unless a tombstone.
-pub(crate) fn range_at(
-    kv: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
-    spec: RangeSpec<'_>,
-    at: i64,
-    limit: usize,
-) -> Result<Result<(Vec<KeyValue>, i64), MvccError>, redb::StorageError> {
-    let iter = match spec {
-        RangeSpec::Single(k) => {
-            // Only the newest version at or below `at` matters: read it from the back instead
-            // of decoding every older version of a key that is rewritten often.
-            let newest = kv.range((k, 0u64)..=(k, at.max(0) as u64))?.next_back();
-            let Some(item) = newest else {
-                return Ok(Ok((Vec::new(), 0)));
-            };
-            let (k, v) = item?;
-            let (key, main) = k.value();
-            return Ok(match Version::decode(v.value()) {
-                Ok(v) if v.tombstone => Ok((Vec::new(), 0)),
-                Ok(v) => Ok((vec![v.to_key_value(key, main as i64)], 1)),
-                Err(e) => Err(e),
-            });
-        }
-        RangeSpec::From(k) => kv.range((k, 0u64)..)?,
-        RangeSpec::Between(k, end) => {
-            if end <= k {
-                return Ok(Ok((Vec::new(), 0)));
-            }
-            kv.range((k, 0u64)..(end, 0u64))?
-        }
-    };
-    let mut kvs = Vec::new();
-    let mut count = 0i64;
-    // The latest version ≤ at of the key being scanned.
-    let mut current: Option<(Vec<u8>, u64, Vec<u8>)> = None;
-    let finish = |cur: Option<(Vec<u8>, u64, Vec<u8>)>,
-                  kvs: &mut Vec<KeyValue>,
-                  count: &mut i64|
-     -> Result<(), MvccError> {
-        if let Some((key, main, raw)) = cur {
-            let v = Version::decode(&raw)?;
-            if !v.tombstone {
-                *count += 1;
-                if limit == 0 || kvs.len() < limit {
-                    kvs.push(v.to_key_value(&key, main as i64));
-                }
-            }
-        }
-        Ok(())
-    };
-    for item in iter {
-        let (k, v) = item?;
-        let (key, main) = k.value();
-        if !spec.contains(key) {
-            continue;
-        }
-        let same_key = current
-            .as_ref()
-            .is_some_and(|(ck, _, _)| ck.as_slice() == key);
-        if !same_key {
-            if let Err(e) = finish(current.take(), &mut kvs, &mut count) {
-                return Ok(Err(e));
-            }
-        }
-        if main as i64 <= at {
-            current = Some((key.to_vec(), main, v.value().to_vec()));
-        } else if !same_key {
-            current = None;
-        }
-    }
-    if let Err(e) = finish(current.take(), &mut kvs, &mut count) {
-        return Ok(Err(e));
-    }
-    Ok(Ok((kvs, count)))
 }

@@ -5,10 +5,12 @@ use std::collections::BTreeSet;
 use rampart_proto::mvccpb::{event::EventType, Event, KeyValue};
 use redb::{Durability, ReadableTable, WriteTransaction};
 
-use crate::codec::Version;
+use crate::codec::{encode_record, split_record, Version};
+use crate::index::{Rev, SharedIndex};
+use crate::read::live_revisions;
 use crate::store::{
-    check_revision, range_at, read_meta, Meta, RangeResult, Store, KV, LEASES, META,
-    META_COMPACT_REV, META_CONSISTENT_INDEX, META_CURRENT_REV, META_V2_INDEX, REVS, V2,
+    check_revision, fetch, read_meta, Meta, RangeResult, Store, HISTORY, LEASES, META,
+    META_COMPACT_REV, META_CONSISTENT_INDEX, META_CURRENT_REV, META_V2_INDEX, V2,
 };
 use crate::{range_bounds, MvccError};
 
@@ -20,11 +22,29 @@ pub struct WriteBatch {
     /// Sub revision of the next write in the request being applied (0 = nothing written yet).
     sub: u64,
     path: std::path::PathBuf,
+    index: IndexChanges,
+}
+
+/// The batch's hold on the key index, which it changes as it writes (its own reads need the
+/// changes before the commit). Dropped without a commit, it marks the index for a rebuild
+/// from the backend, whose writes were rolled back.
+struct IndexChanges {
+    index: SharedIndex,
+    changed: bool,
+}
+
+impl Drop for IndexChanges {
+    fn drop(&mut self) {
+        if self.changed {
+            self.index.mark_stale();
+        }
+    }
 }
 
 impl Store {
     /// Starts a write batch.
     pub fn write(&self) -> Result<WriteBatch, MvccError> {
+        self.refresh_index()?;
         let txn = self
             .db
             .begin_write()
@@ -41,6 +61,10 @@ impl Store {
             start_meta: meta,
             sub: 0,
             path: self.path.clone(),
+            index: IndexChanges {
+                index: self.index.clone(),
+                changed: false,
+            },
         })
     }
 }
@@ -81,9 +105,20 @@ impl WriteBatch {
             ..self.meta
         };
         let at = check_revision(revision, visible)?;
-        let table = self.txn.open_table(KV).map_err(|e| self.err(e))?;
-        let (kvs, count) = range_at(&table, range_bounds(key, range_end), at, limit)
-            .map_err(|e| self.err(e))??;
+        let (revs, count) = live_revisions(
+            &self.index.index.read(),
+            range_bounds(key, range_end),
+            at,
+            limit,
+        )?;
+        let kvs = if revs.is_empty() {
+            Vec::new()
+        } else {
+            let history = self.txn.open_table(HISTORY).map_err(|e| self.err(e))?;
+            revs.into_iter()
+                .map(|rev| fetch(&history, rev))
+                .collect::<Result<_, _>>()?
+        };
         Ok(RangeResult {
             kvs,
             count,
@@ -149,20 +184,30 @@ impl WriteBatch {
             tombstone: true,
             value: Vec::new(),
         };
-        // Both tables opened once for the whole range.
+        // The table and the index are opened once for the whole range.
         {
-            let mut kv_table = self.txn.open_table(KV).map_err(|e| self.err(e))?;
-            let mut revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
+            let mut history = self.txn.open_table(HISTORY).map_err(|e| self.err(e))?;
+            self.index.changed = true;
+            let mut index = self.index.index.write();
             for kv in live {
                 let tomb = Version {
                     sub: self.sub,
                     ..tomb.clone()
                 };
-                kv_table
-                    .insert((kv.key.as_slice(), rev as u64), tomb.encode().as_slice())
+                history
+                    .insert(
+                        (rev as u64, self.sub),
+                        encode_record(&kv.key, &tomb).as_slice(),
+                    )
                     .map_err(|e| MvccError::backend(&self.path, e))?;
-                revs.insert((rev as u64, self.sub), kv.key.as_slice())
-                    .map_err(|e| MvccError::backend(&self.path, e))?;
+                index.push(
+                    &kv.key,
+                    Rev {
+                        main: rev,
+                        sub: self.sub as u32,
+                        tombstone: true,
+                    },
+                );
                 self.sub += 1;
                 events.push(Event {
                     r#type: EventType::Delete as i32,
@@ -181,15 +226,20 @@ impl WriteBatch {
     fn store_version(&mut self, key: &[u8], rev: i64, v: &Version) -> Result<(), MvccError> {
         let sub = self.sub;
         {
-            let mut kv = self.txn.open_table(KV).map_err(|e| self.err(e))?;
-            kv.insert((key, rev as u64), v.encode().as_slice())
+            let mut history = self.txn.open_table(HISTORY).map_err(|e| self.err(e))?;
+            history
+                .insert((rev as u64, sub), encode_record(key, v).as_slice())
                 .map_err(|e| self.err(e))?;
         }
-        {
-            let mut revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
-            revs.insert((rev as u64, sub), key)
-                .map_err(|e| self.err(e))?;
-        }
+        self.index.changed = true;
+        self.index.index.write().push(
+            key,
+            Rev {
+                main: rev,
+                sub: sub as u32,
+                tombstone: v.tombstone,
+            },
+        );
         self.sub += 1;
         Ok(())
     }
@@ -268,37 +318,25 @@ impl WriteBatch {
         // others were already reduced to their latest version then. This keeps each compaction
         // proportional to the changes it covers, not to the size of the store.
         let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut history = self.txn.open_table(HISTORY).map_err(|e| self.err(e))?;
         {
-            let revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
             let from = (self.meta.compact_revision as u64 + 1, 0u64);
-            for item in revs
+            for item in history
                 .range(from..=(revision as u64, u64::MAX))
-                .map_err(|e| self.err(e))?
-            {
-                let (_, key) = item.map_err(|e| self.err(e))?;
-                touched.insert(key.value().to_vec());
-            }
-        }
-        let mut kv = self.txn.open_table(KV).map_err(|e| self.err(e))?;
-        let mut revs = self.txn.open_table(REVS).map_err(|e| self.err(e))?;
-        for key in &touched {
-            let mut versions: Vec<(u64, Version)> = Vec::new();
-            for item in kv
-                .range((key.as_slice(), 0u64)..=(key.as_slice(), revision as u64))
                 .map_err(|e| MvccError::backend(&self.path, e))?
             {
-                let (k, v) = item.map_err(|e| MvccError::backend(&self.path, e))?;
-                versions.push((k.value().1, Version::decode(v.value())?));
+                let (_, record) = item.map_err(|e| MvccError::backend(&self.path, e))?;
+                touched.insert(split_record(record.value())?.0.to_vec());
             }
-            let last = versions.len().saturating_sub(1);
-            for (i, (main, version)) in versions.iter().enumerate() {
-                // The latest version ≤ revision survives, unless it is a deletion.
-                if i == last && !version.tombstone {
-                    continue;
-                }
-                kv.remove((key.as_slice(), *main))
-                    .map_err(|e| MvccError::backend(&self.path, e))?;
-                revs.remove((*main, version.sub))
+        }
+        self.index.changed = true;
+        let mut index = self.index.index.write();
+        // Reads below the compaction are refused from now on, also by views of an older state.
+        index.set_compacted(revision);
+        for key in &touched {
+            for rev in index.compact_key(key, revision) {
+                history
+                    .remove((rev.main as u64, u64::from(rev.sub)))
                     .map_err(|e| MvccError::backend(&self.path, e))?;
             }
         }
@@ -336,6 +374,7 @@ impl WriteBatch {
         self.txn
             .commit()
             .map_err(|e| MvccError::backend(&self.path, e))?;
+        self.index.changed = false;
         Ok(meta)
     }
 }

@@ -263,3 +263,133 @@ fn a_single_key_reads_its_newest_version_at_each_revision() {
     );
     assert_eq!(read.range(b"missing", &[], 0, 0).unwrap().count, 0);
 }
+
+#[test]
+fn a_batch_dropped_without_commit_leaves_no_trace_in_later_reads() {
+    let (_dir, store) = open();
+    write(&store, 1, &[("a", Some("1"))]);
+    {
+        let mut batch = store.write().unwrap();
+        batch.put(b"a", b"2".to_vec(), 0).unwrap();
+        batch.put(b"b", b"2".to_vec(), 0).unwrap();
+        batch.end_request();
+        batch.compact(2).unwrap();
+        // Dropped: the backend rolls back, and so must the key index.
+    }
+    let view = store.read().unwrap();
+    let all = view.range(b"a", &[0], 0, 0).unwrap();
+    assert_eq!(all.count, 1);
+    assert_eq!(all.kvs[0].value, b"1");
+    assert_eq!(all.revision, 2);
+    drop(view);
+    write(&store, 2, &[("b", Some("3"))]);
+    let view = store.read().unwrap();
+    let b = view.range(b"b", &[], 0, 0).unwrap();
+    assert_eq!((b.kvs[0].mod_revision, b.kvs[0].version), (3, 1));
+    assert_eq!(view.range(b"a", &[], 2, 0).unwrap().kvs[0].value, b"1");
+}
+
+#[test]
+fn a_read_view_older_than_a_compaction_is_refused_below_it_and_exact_above() {
+    let (_dir, store) = open();
+    write(
+        &store,
+        1,
+        &[("a", Some("1")), ("a", Some("2")), ("a", Some("3"))],
+    );
+    let old = store.read().unwrap();
+    let mut batch = store.write().unwrap();
+    batch.compact(4).unwrap();
+    batch.commit(2, Durability::None).unwrap();
+    assert!(matches!(
+        old.range(b"a", &[], 2, 0),
+        Err(MvccError::Compacted)
+    ));
+    assert_eq!(old.range(b"a", &[], 4, 0).unwrap().kvs[0].value, b"3");
+    assert_eq!(old.range(b"a", &[], 0, 0).unwrap().kvs[0].value, b"3");
+}
+
+#[test]
+fn a_backend_of_the_key_ordered_layout_keeps_every_version_when_opened() {
+    use redb::{ReadableDatabase, TableDefinition};
+    const KV: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("kv");
+    const REVS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("revs");
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // Versions as the earlier layout stored them: a at 2 and 3, b at 3 (same request), a
+    // deleted at 4.
+    let version = |tombstone: bool, sub: u64, create: i64, ver: i64, value: &[u8]| {
+        let v = rampart_mvcc::Version {
+            sub,
+            create_revision: create,
+            version: ver,
+            lease: 0,
+            tombstone,
+            value: value.to_vec(),
+        };
+        v.encode()
+    };
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut kv = txn.open_table(KV).unwrap();
+            let mut revs = txn.open_table(REVS).unwrap();
+            let mut meta = txn.open_table(META).unwrap();
+            for (key, main, sub, v) in [
+                (&b"a"[..], 2u64, 0u64, version(false, 0, 2, 1, b"x")),
+                (b"a", 3, 0, version(false, 0, 2, 2, b"y")),
+                (b"b", 3, 1, version(false, 1, 3, 1, b"z")),
+                (b"a", 4, 0, version(true, 0, 0, 0, b"")),
+            ] {
+                kv.insert((key, main), v.as_slice()).unwrap();
+                revs.insert((main, sub), key).unwrap();
+            }
+            meta.insert("current_revision", 4).unwrap();
+            meta.insert("consistent_index", 7).unwrap();
+        }
+        txn.commit().unwrap();
+        assert!(db.begin_read().unwrap().list_tables().unwrap().count() == 3);
+    }
+    let store = Store::open(&path).unwrap();
+    let view = store.read().unwrap();
+    assert_eq!(view.consistent_index(), 7);
+    assert_eq!(view.version_count().unwrap(), 4);
+    let at3 = view.range(b"a", &[0], 3, 0).unwrap();
+    let summary: Vec<_> = at3
+        .kvs
+        .iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.clone(),
+                kv.mod_revision,
+                kv.version,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (b"a".to_vec(), b"y".to_vec(), 3, 2),
+            (b"b".to_vec(), b"z".to_vec(), 3, 1)
+        ]
+    );
+    assert_eq!(view.range(b"a", &[0], 0, 0).unwrap().count, 1);
+    let events = view.events(b"a", &[], 2, 0).unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2].r#type, EventType::Delete as i32);
+    drop(view);
+    drop(store);
+    // The old tables are gone: a second open finds the current layout.
+    let db = redb::Database::open(&path).unwrap();
+    let names: Vec<String> = db
+        .begin_read()
+        .unwrap()
+        .list_tables()
+        .unwrap()
+        .map(|t| redb::TableHandle::name(&t).to_string())
+        .collect();
+    assert!(!names.contains(&"kv".to_string()), "{names:?}");
+}
