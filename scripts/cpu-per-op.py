@@ -6,8 +6,9 @@
 
 Starts the cluster the way scripts/bench-vs-etcd.sh does, runs one `rampart bench --duration=10s`
 with the given arguments, and prints the bench's JSON line plus the CPU seconds the three members
-and the bench client used, per request. Throughput moves with whatever else the machine does; CPU
-per request moves much less, so it is the figure to compare when changing the write path.
+and the bench client used, per request (the members' also by thread name). Throughput moves with
+whatever else the machine does; CPU per request moves much less, so it is the figure to compare
+when changing the write path.
 Environment: RAMPART (default target/release/rampart), ETCD (default /usr/bin/etcd), KEY_SPACE (keys the
 puts spread over, default 100,000; a small one rewrites the same keys often); ETCD_* variables
 reach the members (e.g. ETCD_SNAPSHOT_COUNT=5000).
@@ -31,6 +32,20 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pids):
+    """CPU seconds by thread name (tokio-rt-worker, apply, raft, ...) summed over the members.
+    A thread that exited during the run is missed; the members' threads live as long as they do."""
+    by_name = {}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                by_name[name] = by_name.get(name, 0.0) + cpu_seconds(f"{pid}/task/{task.name}")
+            except OSError:
+                continue
+    return by_name
+
+
 def children_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -52,18 +67,24 @@ def main():
         bench.run(["/usr/bin/etcdctl", f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "put",
                    "bench-key", "v" * bench.VALUE_SIZE], 30)
         members_before = [cpu_seconds(p.pid) for p in cluster.procs]
+        threads_before = thread_cpu([p.pid for p in cluster.procs])
         client_before = children_cpu()
         cmd = [rampart, "bench", f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "--conns=16",
                f"--key-size={bench.KEY_SIZE}", f"--val-size={bench.VALUE_SIZE}",
                f"--key-space-size={os.environ.get('KEY_SPACE', bench.KEY_SPACE)}", "--json", "--duration=10s", *workload]
         out = bench.run(cmd, 120)
         members = sum(cpu_seconds(p.pid) for p in cluster.procs) - sum(members_before)
+        threads = thread_cpu([p.pid for p in cluster.procs])
         client = children_cpu() - client_before
         report = json.loads(out.stdout.strip().splitlines()[-1])
         ops = max(report["ops"], 1)
         print(json.dumps(report))
         print(f"{system}: {report['ops_per_sec']:.0f} ops/s; CPU per request: members "
               f"{members / ops * 1e6:.1f} us, bench client {client / ops * 1e6:.1f} us")
+        per_thread = {name: (cpu - threads_before.get(name, 0.0)) / ops * 1e6 for name, cpu in threads.items()}
+        busiest = sorted(per_thread.items(), key=lambda kv: -kv[1])[:5]
+        print("  members' CPU per request by thread: "
+              + ", ".join(f"{name} {us:.1f} us" for name, us in busiest if us >= 0.05))
     finally:
         if cluster:
             cluster.stop()

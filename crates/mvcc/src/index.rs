@@ -124,6 +124,9 @@ impl KeyIndex {
         let dropped: Vec<Rev> = history.drain(..drop_until).collect();
         if history.is_empty() {
             self.keys.remove(key);
+        } else if history.spilled() && history.len() == 1 {
+            // Back inline: a compacted key should cost no allocation of its own.
+            history.shrink_to_fit();
         }
         dropped
     }
