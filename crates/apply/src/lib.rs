@@ -157,6 +157,20 @@ impl Applier {
         last_index: u64,
         durability: Durability,
     ) -> Result<Vec<Applied>, MvccError> {
+        self.apply_batch_answering(requests, last_index, durability, |_| {})
+    }
+
+    /// [`Applier::apply_batch`], calling `answer` with the applied requests before the backend
+    /// commit, so that clients need not wait for it. The requests are committed in the Raft log
+    /// already (the backend commit is not what makes them durable), and whoever holds the
+    /// applier exclusively keeps readers of the backend out until the commit is done.
+    pub fn apply_batch_answering(
+        &mut self,
+        requests: &[(u64, RaftRequest)],
+        last_index: u64,
+        durability: Durability,
+        answer: impl FnOnce(&mut [Applied]),
+    ) -> Result<Vec<Applied>, MvccError> {
         let mut batch = self.store.write()?;
         let already = batch.meta().consistent_index;
         if last_index <= already && matches!(durability, Durability::None) {
@@ -233,6 +247,7 @@ impl Applier {
                 events,
             });
         }
+        answer(&mut applied);
         batch.commit(last_index.max(already), durability)?;
         Ok(applied)
     }

@@ -428,3 +428,33 @@ fn delete_range_returns_prev_kvs_and_writes_nothing_when_nothing_matches() {
         "a re-created key starts over"
     );
 }
+
+#[test]
+fn a_batch_is_answered_once_with_every_request() {
+    use rampart_proto::internal::RaftRequest;
+    let mut h = Harness::new();
+    let requests: Vec<(u64, RaftRequest)> = (1..=3)
+        .map(|i| {
+            (
+                i,
+                RaftRequest {
+                    id: 100 + i,
+                    request: Some(Request::Put(put_req(&format!("k{i}"), "v"))),
+                },
+            )
+        })
+        .collect();
+    let mut answered = Vec::new();
+    let mut calls = 0;
+    let applied =
+        h.applier
+            .apply_batch_answering(&requests, 3, rampart_mvcc::Durability::None, |applied| {
+                calls += 1;
+                answered.extend(applied.iter().map(|a| (a.id, a.result.is_ok())));
+            });
+    assert_eq!(calls, 1);
+    assert_eq!(answered, vec![(101, true), (102, true), (103, true)]);
+    assert_eq!(applied.unwrap().len(), 3);
+    assert_eq!(h.applier.current_revision(), 4);
+    assert_eq!(h.applier.consistent_index(), 3);
+}

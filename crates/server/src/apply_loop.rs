@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use prost::Message as _;
 use raft::eraftpb::{Entry, EntryType};
-use rampart_apply::Applier;
+use rampart_apply::{Applier, Response};
 use rampart_mvcc::Durability;
 use rampart_proto::internal::{raft_request, RaftRequest};
 use rampart_raft_node::{Committed, RaftHandle};
@@ -152,15 +152,21 @@ impl ApplyLoop {
         let (applied, revision) = {
             let mut applier = self.applier.write().expect("applier");
             crate::leases::sync_lease_role(applier.lessor(), &self.raft, self.lease_extend);
+            // Answered before the backend commit, still under the applier's lock: a read that
+            // follows an answer waits for the lock, so it sees the commit.
             let applied = applier
-                .apply_batch(&requests, last_index, durability)
+                .apply_batch_answering(&requests, last_index, durability, |applied| {
+                    for a in applied {
+                        let result = std::mem::replace(&mut a.result, Ok(Response::Done));
+                        self.waiters.trigger(a.id, result);
+                    }
+                })
                 .map_err(|e| e.to_string())?;
             (applied, applier.current_revision())
         };
         let mut events = Vec::new();
         for mut a in applied {
             events.append(&mut a.events);
-            self.waiters.trigger(a.id, a.result);
         }
         self.watch_hub.notify(&events, revision);
         Ok(())
