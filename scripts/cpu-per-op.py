@@ -69,9 +69,13 @@ def main():
         members_before = [cpu_seconds(p.pid) for p in cluster.procs]
         threads_before = thread_cpu([p.pid for p in cluster.procs])
         client_before = children_cpu()
-        cmd = [rampart, "bench", f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "--conns=16",
-               f"--key-size={bench.KEY_SIZE}", f"--val-size={bench.VALUE_SIZE}",
-               f"--key-space-size={os.environ.get('KEY_SPACE', bench.KEY_SPACE)}", "--json", "--duration=10s", *workload]
+        defaults = {"--conns": "16", "--key-size": bench.KEY_SIZE, "--val-size": bench.VALUE_SIZE,
+                    "--key-space-size": os.environ.get("KEY_SPACE", bench.KEY_SPACE)}
+        # A flag given in the workload replaces the default (`--conns=500 --val-size=1024 put`).
+        given = {arg.split("=", 1)[0] for arg in workload}
+        cmd = [rampart, "bench", f"--endpoints={cluster.endpoints()}", *pki.client_flags(),
+               *(f"{flag}={value}" for flag, value in defaults.items() if flag not in given),
+               "--json", "--duration=10s", *workload]
         out = bench.run(cmd, 120)
         members = sum(cpu_seconds(p.pid) for p in cluster.procs) - sum(members_before)
         threads = thread_cpu([p.pid for p in cluster.procs])

@@ -12,6 +12,7 @@
 //! be driven step by step with a virtual clock: the deterministic simulation in
 //! `rampart-robustness` runs exactly this code.
 
+mod coalesce;
 mod raft_core;
 mod reads;
 

@@ -11,14 +11,15 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, ReadOnlyOption, SnapshotStatus, StateRole};
 use rampart_wal::Wal;
 
+use super::coalesce::coalesce_appends;
 use super::reads::Reads;
 use super::{
-    Committed, MessageSink, NodeConfig, NodeMsg, NodeStatus, RaftHandle, COMMITTED_QUEUE_BATCHES,
-    MAX_MESSAGES_PER_TURN,
+    Committed, MessageSink, NodeConfig, NodeMsg, NodeStatus, ProposalReply, RaftHandle,
+    COMMITTED_QUEUE_BATCHES, MAX_MESSAGES_PER_TURN,
 };
 use crate::storage::RaftStorage;
 use crate::NodeError;
@@ -70,6 +71,10 @@ impl RaftCore {
             check_quorum: true,
             pre_vote: true,
             read_only_option: ReadOnlyOption::Safe,
+            // Not `batch_append`: raft-rs 0.7 can add entries to a queued `MsgAppend` whose
+            // previous index does not precede them (after an empty one), which a follower then
+            // rejects with a panic (found by the simulation). Proposals are batched before Raft
+            // instead (`propose_all`).
             ..Default::default()
         };
         if election == ElectionTimeout::Fixed {
@@ -187,27 +192,54 @@ impl RaftCore {
     /// all, so a burst of proposals ends in one `Ready` and one fsync. False when the loop must
     /// stop.
     fn handle_batch(&mut self, first: NodeMsg) -> bool {
-        if !self.handle(first) {
-            return false;
-        }
-        for _ in 1..MAX_MESSAGES_PER_TURN {
-            match self.rx.try_recv() {
-                Ok(msg) => {
-                    if !self.handle(msg) {
+        let mut proposals = Proposals::default();
+        let mut next = Some(first);
+        let mut taken = 1;
+        while let Some(msg) = next.take() {
+            match msg {
+                NodeMsg::Propose { data, reply } => proposals.push(data, reply),
+                other => {
+                    // Other messages keep their order relative to the proposals before them.
+                    self.propose_all(&mut proposals);
+                    if !self.handle(other) {
                         return false;
                     }
                 }
-                Err(_) => break,
+            }
+            if taken < MAX_MESSAGES_PER_TURN {
+                next = self.rx.try_recv().ok();
+                taken += 1;
             }
         }
+        self.propose_all(&mut proposals);
         true
+    }
+
+    /// Hands the waiting proposals to Raft as one `MsgProp` with all their entries: the leader
+    /// appends them in one go and sends each follower one `MsgAppend` for all of them, and a
+    /// follower forwards them to the leader in one message. Proposed one by one, each entry
+    /// would cost its own `MsgAppend` per follower, and its own acknowledgement back.
+    fn propose_all(&mut self, proposals: &mut Proposals) {
+        if proposals.replies.is_empty() {
+            return;
+        }
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgPropose);
+        message.from = self.node.raft.id;
+        message.set_entries(std::mem::take(&mut proposals.entries).into());
+        let result = self.node.step(message).map_err(NodeError::from);
+        for reply in proposals.replies.drain(..) {
+            reply.send(result.clone());
+        }
     }
 
     /// Handles one message; false when the loop must stop.
     fn handle(&mut self, msg: NodeMsg) -> bool {
         match msg {
             NodeMsg::Propose { data, reply } => {
-                reply.send(self.node.propose(vec![], data).map_err(NodeError::from));
+                let mut proposals = Proposals::default();
+                proposals.push(data, reply);
+                self.propose_all(&mut proposals);
             }
             NodeMsg::ProposeConfChange { change, accepted } => {
                 let context = change.context.to_vec();
@@ -267,7 +299,7 @@ impl RaftCore {
         }
         let mut ready = self.node.ready();
         if !ready.messages().is_empty() {
-            self.sink.send(ready.take_messages());
+            self.sink.send(coalesce_appends(ready.take_messages()));
         }
         if let Some(ss) = ready.ss() {
             self.status.leader.store(ss.leader_id, Ordering::Release);
@@ -324,7 +356,7 @@ impl RaftCore {
             self.status.commit_index.store(commit, Ordering::Release);
         }
         if !light.messages().is_empty() {
-            self.sink.send(light.take_messages());
+            self.sink.send(coalesce_appends(light.take_messages()));
         }
         self.forward_committed(light.take_committed_entries())?;
         self.node.advance_apply();
@@ -378,5 +410,21 @@ impl RaftCore {
         self.committed
             .send(Committed::Entries(entries))
             .map_err(|_| NodeError::Stopped)
+    }
+}
+
+/// Proposals taken in one loop turn, waiting to go to Raft together.
+#[derive(Default)]
+struct Proposals {
+    entries: Vec<Entry>,
+    replies: Vec<ProposalReply>,
+}
+
+impl Proposals {
+    fn push(&mut self, data: Vec<u8>, reply: ProposalReply) {
+        let mut entry = Entry::default();
+        entry.data = data.into();
+        self.entries.push(entry);
+        self.replies.push(reply);
     }
 }
