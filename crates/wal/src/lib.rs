@@ -13,11 +13,16 @@
 //! One [`Wal::save`] is one `write` and one `fdatasync`: Raft's "one fsync per ready".
 //!
 //! # Preallocation
-//! A segment's file is allocated [`PREALLOCATE_BYTES`] at a time ahead of its records (as etcd
-//! preallocates its segments): an `fdatasync` of an append that grows the file must also commit
-//! the file system's journal for the new size, which on ext4 measured about 30% fewer syncs per
-//! second. The allocated space reads as zeros, and an all-zero record header marks the end of a
-//! segment's records (a real record's length is never 0).
+//! A segment's file is filled with zeros [`PREALLOCATE_BYTES`] at a time ahead of its records: an
+//! `fdatasync` of an append that grows the file must also commit the file system's journal for
+//! the new size, which on ext4 measured about 30% fewer syncs per second. The zeros are written,
+//! not `fallocate`d: space that `fallocate` reserves is "unwritten" to ext4, and the first write
+//! into each block then converts its extent, again through the journal. The zeros ride on the
+//! next append's `fdatasync`. Measured on this machine's disk (1,200-byte append + `fdatasync`,
+//! 10,000 times, two runs each): 7,213 and 9,012 syncs/s with 1 MiB of zeros written ahead,
+//! against 6,186 and 6,600 with 16 MiB `fallocate`d; 48 and 40 µs of system CPU per sync
+//! against 56 and 55; p50 129 and 102 µs against 144 and 140. An all-zero record header marks
+//! the end of a segment's records (a real record's length is never 0).
 
 mod record;
 mod segment;
@@ -36,8 +41,12 @@ use segment::{list_segments, read_segment, segment_name, SegmentEnd};
 /// A segment is closed and a new one started once it grows past this.
 pub const SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// A segment's file is allocated this much at a time ahead of its records (see the module docs).
-pub const PREALLOCATE_BYTES: u64 = 16 * 1024 * 1024;
+/// A segment's file is filled with zeros this much at a time ahead of its records (see the
+/// module docs).
+pub const PREALLOCATE_BYTES: u64 = 1024 * 1024;
+
+/// What [`Wal::preallocate`] writes.
+static ZEROS: [u8; PREALLOCATE_BYTES as usize] = [0; PREALLOCATE_BYTES as usize];
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -316,14 +325,16 @@ impl Wal {
         Ok(())
     }
 
-    /// Allocates zeroed space up to at least `end`, a whole [`PREALLOCATE_BYTES`] step ahead. On a
-    /// file system without `fallocate` the file simply grows with each append.
+    /// Writes zeros from the end of the allocated space up to at least `end`, to the next
+    /// multiple of [`PREALLOCATE_BYTES`] (without a sync: the append's sync carries them).
     fn preallocate(&mut self, end: u64) -> Result<(), WalError> {
         let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-        if fallocate(&self.file, self.allocated, target - self.allocated) {
-            self.allocated = target;
-        } else {
-            self.allocated = end;
+        while self.allocated < target {
+            let len = (target - self.allocated).min(PREALLOCATE_BYTES) as usize;
+            self.file
+                .write_all_at(&ZEROS[..len], self.allocated)
+                .map_err(io_err(&self.file_path))?;
+            self.allocated += len as u64;
         }
         Ok(())
     }
@@ -396,22 +407,6 @@ impl Wal {
             buf: Vec::new(),
         })
     }
-}
-
-/// `fallocate(2)` of `len` bytes at `offset`, growing the file; false where the file system
-/// cannot (the caller then lets the file grow by its writes).
-fn fallocate(file: &File, offset: u64, len: u64) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain system call on an open descriptor; no memory is passed.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            0,
-            offset as libc::off_t,
-            len as libc::off_t,
-        )
-    };
-    rc == 0
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
