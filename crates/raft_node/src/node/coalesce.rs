@@ -15,6 +15,18 @@
 
 use raft::eraftpb::{Message, MessageType};
 
+/// A merged append stops growing at this many bytes of entry data: raft-rs's own limit per
+/// append (`max_size_per_msg`), which keeps one peer message well under the transport's limit
+/// even when a `Ready` carries many full appends.
+pub(crate) const MAX_MERGED_APPEND_BYTES: usize = 1024 * 1024;
+
+fn data_bytes(m: &Message) -> usize {
+    m.entries
+        .iter()
+        .map(|e| e.data.len() + e.context.len())
+        .sum()
+}
+
 /// `messages` with each `MsgAppend` that directly continues the previous message to the same
 /// peer folded into it. Messages keep their order otherwise.
 pub(crate) fn coalesce_appends(messages: Vec<Message>) -> Vec<Message> {
@@ -64,7 +76,9 @@ fn continues(earlier: &Message, next: &Message) -> bool {
         Some(last) => (last.index, last.term),
         None => (earlier.index, earlier.log_term),
     };
-    next.index == end_index && next.log_term == end_term
+    next.index == end_index
+        && next.log_term == end_term
+        && data_bytes(earlier) + data_bytes(next) <= MAX_MERGED_APPEND_BYTES
 }
 
 #[cfg(test)]
@@ -83,11 +97,10 @@ mod tests {
         m.commit = commit;
         let entries: Vec<Entry> = entries
             .iter()
-            .map(|&(index, term)| {
-                let mut e = Entry::default();
-                e.index = index;
-                e.term = term;
-                e
+            .map(|&(index, term)| Entry {
+                index,
+                term,
+                ..Default::default()
             })
             .collect();
         m.set_entries(entries.into());
@@ -130,6 +143,22 @@ mod tests {
             // A term mismatch at the joint also stays apart.
             append(2, 13, 1, &[(14, 2)], 12),
         ]);
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn merged_appends_stop_growing_at_the_size_limit() {
+        let half = MAX_MERGED_APPEND_BYTES / 2 + 1;
+        let mut messages = vec![
+            append(2, 10, 2, &[(11, 2)], 9),
+            append(2, 11, 2, &[(12, 2)], 9),
+            append(2, 12, 2, &[(13, 2)], 9),
+        ];
+        for m in &mut messages {
+            m.mut_entries()[0].data = vec![0u8; half].into();
+        }
+        let out = coalesce_appends(messages);
+        // Two halves exceed the limit: nothing merges.
         assert_eq!(out.len(), 3);
     }
 

@@ -197,7 +197,12 @@ impl RaftCore {
         let mut taken = 1;
         while let Some(msg) = next.take() {
             match msg {
-                NodeMsg::Propose { data, reply } => proposals.push(data, reply),
+                NodeMsg::Propose { data, reply } => {
+                    if proposals.bytes + data.len() > MAX_PROPOSAL_BATCH_BYTES {
+                        self.propose_all(&mut proposals);
+                    }
+                    proposals.push(data, reply)
+                }
                 other => {
                     // Other messages keep their order relative to the proposals before them.
                     self.propose_all(&mut proposals);
@@ -227,6 +232,7 @@ impl RaftCore {
         message.set_msg_type(MessageType::MsgPropose);
         message.from = self.node.raft.id;
         message.set_entries(std::mem::take(&mut proposals.entries).into());
+        proposals.bytes = 0;
         let result = self.node.step(message).map_err(NodeError::from);
         for reply in proposals.replies.drain(..) {
             reply.send(result.clone());
@@ -413,18 +419,90 @@ impl RaftCore {
     }
 }
 
+/// A batch of proposals goes to Raft once it holds this many bytes: a follower forwards the
+/// whole batch in one message, which the peer transport cannot split.
+const MAX_PROPOSAL_BATCH_BYTES: usize = 1024 * 1024;
+
 /// Proposals taken in one loop turn, waiting to go to Raft together.
 #[derive(Default)]
 struct Proposals {
     entries: Vec<Entry>,
     replies: Vec<ProposalReply>,
+    bytes: usize,
 }
 
 impl Proposals {
     fn push(&mut self, data: Vec<u8>, reply: ProposalReply) {
-        let mut entry = Entry::default();
-        entry.data = data.into();
-        self.entries.push(entry);
+        self.bytes += data.len();
+        self.entries.push(Entry {
+            data: data.into(),
+            ..Default::default()
+        });
         self.replies.push(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{ElectionTimeout, NodeConfig};
+    use raft::eraftpb::{ConfState, HardState};
+    use std::sync::Mutex;
+
+    /// Keeps what the node sends to its peers.
+    #[derive(Default)]
+    struct Outbox(Mutex<Vec<Message>>);
+    impl MessageSink for Outbox {
+        fn send(&self, messages: Vec<Message>) {
+            self.0.lock().unwrap().extend(messages);
+        }
+    }
+
+    #[test]
+    fn a_follower_forwards_a_turns_proposals_in_batches_of_bounded_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::create(dir.path(), b"test").unwrap();
+        let mut conf = ConfState::default();
+        conf.set_voters(vec![1, 2]);
+        let storage = RaftStorage::recover(None, HardState::default(), &[], Some(conf)).unwrap();
+        let config = NodeConfig {
+            id: 1,
+            heartbeat_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            applied_index: 0,
+            fresh_cluster: false,
+        };
+        let outbox = Arc::new(Outbox::default());
+        let (mut core, handle, _committed) =
+            RaftCore::new(config, storage, wal, outbox.clone(), ElectionTimeout::Fixed).unwrap();
+        // Member 2 leads term 1.
+        let mut heartbeat = Message::default();
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        heartbeat.from = 2;
+        heartbeat.to = 1;
+        heartbeat.term = 1;
+        handle.step(heartbeat);
+        assert!(core.receive());
+        core.finish_turn(Instant::now()).unwrap();
+        assert_eq!(handle.status().leader(), 2);
+        outbox.0.lock().unwrap().clear();
+
+        // Five proposals of 0.3 of a batch each, taken in one turn: forwarded as a batch of
+        // three (a fourth would pass the limit) and a batch of two, in order.
+        let size = MAX_PROPOSAL_BATCH_BYTES * 3 / 10;
+        for i in 0..5u8 {
+            handle
+                .propose_detached(vec![i; size], |e| panic!("refused: {e}"))
+                .unwrap();
+        }
+        assert!(core.receive());
+        core.finish_turn(Instant::now()).unwrap();
+        let sent = outbox.0.lock().unwrap();
+        let forwarded: Vec<Vec<u8>> = sent
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgPropose && m.to == 2)
+            .map(|m| m.entries.iter().map(|e| e.data[0]).collect())
+            .collect();
+        assert_eq!(forwarded, vec![vec![0, 1, 2], vec![3, 4]]);
     }
 }
