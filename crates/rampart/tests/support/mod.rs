@@ -13,15 +13,20 @@ pub fn rampart_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rampart"))
 }
 
-/// Our binary under the name `etcdctl` (a link in a directory that lives for the test run).
+/// Our binary under the name `etcdctl`: one link in cargo's scratch directory for integration
+/// tests (not /tmp, where a directory per test process used to be left behind). Each process
+/// makes its own link and renames it over the shared one, so concurrent tests never see the
+/// link missing; all of them point at the same binary.
 pub fn our_etcdctl() -> PathBuf {
     static LINK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     LINK.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rampart-ctl-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("our-etcdctl");
         std::fs::create_dir_all(&dir).expect("link dir");
         let link = dir.join("etcdctl");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(rampart_bin(), &link).expect("etcdctl link");
+        let staged = dir.join(format!("etcdctl.{}", std::process::id()));
+        let _ = std::fs::remove_file(&staged);
+        std::os::unix::fs::symlink(rampart_bin(), &staged).expect("etcdctl link");
+        std::fs::rename(&staged, &link).expect("etcdctl link in place");
         link
     })
     .clone()
