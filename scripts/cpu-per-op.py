@@ -6,9 +6,10 @@
 
 Starts the cluster the way scripts/bench-vs-etcd.sh does, runs one `rampart bench --duration=10s`
 with the given arguments, and prints the bench's JSON line plus the CPU seconds the three members
-and the bench client used, per request (the members' also by thread name). Throughput moves with
-whatever else the machine does; CPU per request moves much less, so it is the figure to compare
-when changing the write path.
+and the bench client used, per request (the members' also by thread name, with the threads'
+context switches). Throughput moves with whatever else the machine does; CPU per request moves
+much less, so it is the figure to compare when changing the write path. With `--rate` the load is
+fixed and CPU per request moves least of all (within about 3% between runs here).
 Environment: RAMPART (default target/release/rampart), ETCD (default /usr/bin/etcd), KEY_SPACE (keys the
 puts spread over, default 100,000; a small one rewrites the same keys often); ETCD_* variables
 reach the members (e.g. ETCD_SNAPSHOT_COUNT=5000).
@@ -46,6 +47,24 @@ def thread_cpu(pids):
     return by_name
 
 
+def thread_switches(pids):
+    """Context switches (voluntary + involuntary) by thread name, summed over the members. On
+    this machine's VM a switch to a thread on the other CPU costs about 16 us of CPU
+    (`perf bench sched pipe`: 40 us per round trip), so these counts explain much of the CPU."""
+    by_name = {}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            switches = sum(int(line.split()[1]) for line in status.splitlines()
+                           if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
+            by_name[name] = by_name.get(name, 0) + switches
+    return by_name
+
+
 def children_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -68,6 +87,7 @@ def main():
                    "bench-key", "v" * bench.VALUE_SIZE], 30)
         members_before = [cpu_seconds(p.pid) for p in cluster.procs]
         threads_before = thread_cpu([p.pid for p in cluster.procs])
+        switches_before = thread_switches([p.pid for p in cluster.procs])
         client_before = children_cpu()
         defaults = {"--conns": "16", "--key-size": bench.KEY_SIZE, "--val-size": bench.VALUE_SIZE,
                     "--key-space-size": os.environ.get("KEY_SPACE", bench.KEY_SPACE)}
@@ -79,6 +99,7 @@ def main():
         out = bench.run(cmd, 120)
         members = sum(cpu_seconds(p.pid) for p in cluster.procs) - sum(members_before)
         threads = thread_cpu([p.pid for p in cluster.procs])
+        switches = thread_switches([p.pid for p in cluster.procs])
         client = children_cpu() - client_before
         report = json.loads(out.stdout.strip().splitlines()[-1])
         ops = max(report["ops"], 1)
@@ -89,6 +110,9 @@ def main():
         busiest = sorted(per_thread.items(), key=lambda kv: -kv[1])[:5]
         print("  members' CPU per request by thread: "
               + ", ".join(f"{name} {us:.1f} us" for name, us in busiest if us >= 0.05))
+        per_thread_switches = {name: (n - switches_before.get(name, 0)) / ops for name, n in switches.items()}
+        print("  members' context switches per request by thread: "
+              + ", ".join(f"{name} {per_thread_switches.get(name, 0):.2f}" for name, _ in busiest if _ >= 0.05))
     finally:
         if cluster:
             cluster.stop()
