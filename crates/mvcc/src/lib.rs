@@ -33,6 +33,7 @@ mod read;
 mod snapshot;
 mod store;
 mod write;
+mod writeback;
 
 pub use codec::Version;
 pub use rampart_bbolt::Buckets as EtcdBuckets;

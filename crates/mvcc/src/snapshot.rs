@@ -136,6 +136,11 @@ impl Store {
         }
         self.db = crate::store::open_database(&self.path)
             .map_err(|e| MvccError::backend(&self.path, e))?;
+        // The old handle names the replaced file.
+        self.writeback = std::sync::Arc::new(
+            crate::writeback::Writeback::open(&self.path)
+                .map_err(|e| MvccError::backend(&self.path, e))?,
+        );
         self.rebuild_index()
     }
 }

@@ -1,6 +1,7 @@
 //! Opening the backend, the metadata, and reads (ranges, events, hashes).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rampart_proto::mvccpb::KeyValue;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -8,6 +9,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::codec::{split_record, version_flags, Version};
 use crate::index::{KeyIndex, Rev, SharedIndex};
 use crate::read::ReadView;
+use crate::writeback::Writeback;
 use crate::MvccError;
 
 /// Every retained version in revision order: `(main, sub)` → key and version
@@ -67,6 +69,8 @@ pub struct Store {
     /// Rebuilt from [`HISTORY`] on open and after the backend is replaced; kept current by
     /// write batches, shared with read views.
     pub(crate) index: SharedIndex,
+    /// Starts the kernel's writeback of the file after commits ([`crate::writeback`]).
+    pub(crate) writeback: Arc<Writeback>,
 }
 
 /// The key and value of the version stored at `rev` (which the key index named).
@@ -112,6 +116,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             index: SharedIndex::default(),
+            writeback: Arc::new(Writeback::open(path).map_err(|e| MvccError::backend(path, e))?),
         };
         // Make sure the tables exist so readers never see "table does not exist".
         let txn = store

@@ -23,6 +23,7 @@ pub struct WriteBatch {
     sub: u64,
     path: std::path::PathBuf,
     index: IndexChanges,
+    writeback: std::sync::Arc<crate::writeback::Writeback>,
 }
 
 /// The batch's hold on the key index, which it changes as it writes (its own reads need the
@@ -65,6 +66,7 @@ impl Store {
                 index: self.index.clone(),
                 changed: false,
             },
+            writeback: self.writeback.clone(),
         })
     }
 }
@@ -375,6 +377,7 @@ impl WriteBatch {
             .commit()
             .map_err(|e| MvccError::backend(&self.path, e))?;
         self.index.changed = false;
+        self.writeback.after_commit();
         Ok(meta)
     }
 }
