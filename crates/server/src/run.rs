@@ -11,7 +11,9 @@ use rampart_proto::etcdserverpb::lease_server::LeaseServer;
 use rampart_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use rampart_proto::etcdserverpb::watch_server::WatchServer;
 use rampart_proto::internal::{raft_request, MemberAttributes};
-use rampart_raft_node::transport::{PeerConnector, PeerService, PeerTransport, SnapshotSource};
+use rampart_raft_node::transport::{
+    wire, PeerConnector, PeerDialer, PeerService, PeerTransport, SnapshotSource,
+};
 use rampart_raft_node::NodeConfig;
 use rampart_tls::{ClientTls, ServerTls, TlsIncoming, TlsOptions};
 use tokio::sync::watch;
@@ -66,7 +68,8 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
     };
     let peer_server_tls = match &peer_tls_options {
         Some(opts) => Some(
-            ServerTls::new(opts.clone()).map_err(|e| ServerError::Tls(format!("peer TLS: {e}")))?,
+            ServerTls::new_with_alpn(opts.clone(), vec![wire::RAFT_ALPN.to_vec()])
+                .map_err(|e| ServerError::Tls(format!("peer TLS: {e}")))?,
         ),
         None => None,
     };
@@ -78,6 +81,21 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         let tls = peer_client_tls.clone();
         Arc::new(move |url: &str| {
             rampart_tls::connect_channel_lazy(url, tls.as_deref()).map_err(|e| e.to_string())
+        })
+    };
+    let dial: PeerDialer = {
+        let tls = peer_client_tls.clone();
+        Arc::new(move |url: String| {
+            let tls = tls.clone();
+            Box::pin(async move {
+                rampart_tls::dial(
+                    &url,
+                    tls.as_deref(),
+                    wire::RAFT_ALPN,
+                    rampart_tls::client::LAZY_CONNECT_TIMEOUT,
+                )
+                .await
+            })
         })
     };
     let join = if crate::bootstrap::joins_existing_cluster(&settings) {
@@ -116,6 +134,7 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         member_id,
         &peers,
         connect.clone(),
+        dial,
         snapshot_source,
         tokio::runtime::Handle::current(),
     );
@@ -189,10 +208,11 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         let url = parse_listen_url(raw)?;
         let tls = tls_for(&url, raw, peer_server_tls.clone(), "peer")?;
         let listener = bind(&url).await?;
-        let service = PeerService::new(cluster_id, raft.clone()).into_server();
+        let service = PeerService::new(cluster_id, raft.clone());
+        let incoming = TlsIncoming::new_diverting(listener, tls, service.divert());
+        let service = service.into_server();
         let lease_forward = LeaseForwardService::new(server.clone());
         let peer_info = crate::api::v3::cluster::PeerInfoService::new(server.clone());
-        let incoming = TlsIncoming::new(listener, tls);
         tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(service)

@@ -62,6 +62,27 @@ impl ClientTls {
         host: &str,
         tcp: tokio::net::TcpStream,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        self.connect_with(host, tcp, self.config()).await
+    }
+
+    /// Handshakes offering the application protocol `alpn` instead of h2.
+    pub async fn connect_with_alpn(
+        &self,
+        host: &str,
+        tcp: tokio::net::TcpStream,
+        alpn: &[u8],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let mut config = (*self.config()).clone();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        self.connect_with(host, tcp, Arc::new(config)).await
+    }
+
+    async fn connect_with(
+        &self,
+        host: &str,
+        tcp: tokio::net::TcpStream,
+        config: Arc<ClientConfig>,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let name = self.server_name_override.as_deref().unwrap_or(host);
         let server_name = ServerName::try_from(
             name.trim_start_matches('[')
@@ -74,7 +95,7 @@ impl ClientTls {
                 format!("bad server name {name:?}: {e}"),
             )
         })?;
-        tokio_rustls::TlsConnector::from(self.config())
+        tokio_rustls::TlsConnector::from(config)
             .connect(server_name, tcp)
             .await
     }
@@ -280,10 +301,67 @@ pub fn connect_channel_lazy(url: &str, tls: Option<&ClientTls>) -> Result<Channe
         .connect_with_connector_lazy(connector))
 }
 
+/// Dials `url` for a protocol of our own (not gRPC): TCP, then TLS offering `alpn` when the URL
+/// is `https://`. Bounded by `timeout`.
+pub async fn dial(
+    url: &str,
+    tls: Option<&ClientTls>,
+    alpn: &[u8],
+    timeout: Duration,
+) -> std::io::Result<ClientConn> {
+    let (use_tls, host, port) = parse_target(url, tls.is_some())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let _ = tcp.set_nodelay(true);
+        match (use_tls, tls) {
+            (true, Some(t)) => Ok(ClientConn::Tls(Box::new(
+                t.connect_with_alpn(&host, tcp, alpn).await?,
+            ))),
+            (true, None) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{url} uses TLS but no TLS settings were given"),
+            )),
+            (false, _) => Ok(ClientConn::Plain(tcp)),
+        }
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{url}: connection timed out after {timeout:?}"),
+            ))
+        })
+}
+
+/// True when a TLS server refused the handshake because it does not speak the application
+/// protocol we offered (it runs an older version, say).
+pub fn is_alpn_refusal(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+            )
+        })
+}
+
 /// A dialed connection: plaintext or TLS.
 pub enum ClientConn {
     Plain(tokio::net::TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl ClientConn {
+    /// The TCP connection underneath.
+    pub fn tcp(&self) -> &tokio::net::TcpStream {
+        match self {
+            ClientConn::Plain(s) => s,
+            ClientConn::Tls(s) => s.get_ref().0,
+        }
+    }
 }
 
 macro_rules! delegate {

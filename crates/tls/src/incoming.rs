@@ -119,6 +119,26 @@ impl AsyncWrite for Conn {
     }
 }
 
+impl Conn {
+    /// The TCP connection underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+/// Connections for a protocol of our own that share a port with gRPC: they are handed to `to`
+/// instead of the server. Over TLS they are told by the negotiated application protocol; in
+/// plaintext by the bytes they start with.
+#[derive(Clone)]
+pub struct Divert {
+    pub alpn: &'static [u8],
+    pub preface: &'static [u8],
+    pub to: Arc<dyn Fn(Conn) + Send + Sync>,
+}
+
 /// The connection stream of one listener (TLS when `tls` is given, plaintext otherwise).
 pub struct TlsIncoming {
     inner: ReceiverStream<Result<Conn, std::io::Error>>,
@@ -145,9 +165,23 @@ impl TlsIncoming {
         TlsIncoming::start(listener, Accept::Either(tls))
     }
 
+    /// Accepts like [`TlsIncoming::new`], handing the connections `divert` recognizes to it.
+    pub fn new_diverting(
+        listener: TcpListener,
+        tls: Option<ServerTls>,
+        divert: Divert,
+    ) -> TlsIncoming {
+        let (tx, rx) = mpsc::channel(READY_QUEUE);
+        let accept = tls.map_or(Accept::Plain, Accept::Tls);
+        tokio::spawn(accept_loop(listener, accept, Some(divert), tx));
+        TlsIncoming {
+            inner: ReceiverStream::new(rx),
+        }
+    }
+
     fn start(listener: TcpListener, accept: Accept) -> TlsIncoming {
         let (tx, rx) = mpsc::channel(READY_QUEUE);
-        tokio::spawn(accept_loop(listener, accept, tx));
+        tokio::spawn(accept_loop(listener, accept, None, tx));
         TlsIncoming {
             inner: ReceiverStream::new(rx),
         }
@@ -165,9 +199,24 @@ impl tokio_stream::Stream for TlsIncoming {
     }
 }
 
+/// True when a plaintext connection starts with `preface` (waits for its first bytes).
+async fn starts_with(tcp: &TcpStream, preface: &[u8]) -> bool {
+    let mut first = vec![0u8; preface.len()];
+    loop {
+        match tcp.peek(&mut first).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if first[..n] != preface[..n] => return false,
+            Ok(n) if n == preface.len() => return true,
+            // Only part of it has arrived: wait for more.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     accept: Accept,
+    divert: Option<Divert>,
     ready: mpsc::Sender<Result<Conn, std::io::Error>>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
@@ -185,7 +234,7 @@ async fn accept_loop(
             return;
         }
         let _ = tcp.set_nodelay(true);
-        if let Accept::Plain = accept {
+        if let (Accept::Plain, None) = (&accept, &divert) {
             if ready.send(Ok(Conn::Plain(tcp))).await.is_err() {
                 return;
             }
@@ -195,11 +244,24 @@ async fn accept_loop(
             return;
         };
         let accept = accept.clone();
+        let divert = divert.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let tls = match accept {
-                Accept::Plain => unreachable!("handled above"),
+                Accept::Plain => {
+                    let divert = divert.expect("a plain listener without divert is handled above");
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, starts_with(&tcp, divert.preface))
+                        .await
+                    {
+                        Ok(true) => (divert.to)(Conn::Plain(tcp)),
+                        Ok(false) => {
+                            let _ = ready.send(Ok(Conn::Plain(tcp))).await;
+                        }
+                        Err(_) => tracing::debug!(remote = %addr, "silent connection dropped"),
+                    }
+                    return;
+                }
                 Accept::Tls(tls) => tls,
                 Accept::Either(tls) => {
                     let mut first = [0u8; 1];
@@ -215,7 +277,16 @@ async fn accept_loop(
             };
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                 Ok(Ok(stream)) => {
-                    let _ = ready.send(Ok(Conn::Tls(Box::new(stream)))).await;
+                    let ours = divert
+                        .as_ref()
+                        .filter(|d| stream.get_ref().1.alpn_protocol() == Some(d.alpn));
+                    let conn = Conn::Tls(Box::new(stream));
+                    match ours {
+                        Some(d) => (d.to)(conn),
+                        None => {
+                            let _ = ready.send(Ok(conn)).await;
+                        }
+                    }
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(remote = %addr, error = %e, "rejected connection: TLS handshake failed");

@@ -22,9 +22,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use client::{
-    connect_channel, connect_channel_lazy, explain_refusal, ClientTls, ClientTlsOptions,
+    connect_channel, connect_channel_lazy, dial, explain_refusal, is_alpn_refusal, ClientConn,
+    ClientTls, ClientTlsOptions,
 };
-pub use incoming::{Conn, ConnInfo, TlsIncoming};
+pub use incoming::{Conn, ConnInfo, Divert, TlsIncoming};
 pub use server::ServerTls;
 
 /// TLS settings of a listener, named after etcd's flags.

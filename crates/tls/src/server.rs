@@ -18,6 +18,15 @@ pub struct ServerTls {
 
 impl ServerTls {
     pub fn new(options: TlsOptions) -> Result<ServerTls, TlsError> {
+        ServerTls::new_with_alpn(options, Vec::new())
+    }
+
+    /// Like [`ServerTls::new`], also offering the application protocols `extra_alpn` (after h2
+    /// and http/1.1), for a listener that serves one of its own besides gRPC.
+    pub fn new_with_alpn(
+        options: TlsOptions,
+        extra_alpn: Vec<Vec<u8>>,
+    ) -> Result<ServerTls, TlsError> {
         let options = crate::auto::resolve(options)?;
         let files: Vec<PathBuf> = [
             &options.cert_file,
@@ -33,7 +42,12 @@ impl ServerTls {
         let config = Reloading::new(
             "server TLS",
             files,
-            Box::new(move || build_server_config(&opts).map(Arc::new)),
+            Box::new(move || {
+                build_server_config(&opts).map(|mut config| {
+                    config.alpn_protocols.extend(extra_alpn.iter().cloned());
+                    Arc::new(config)
+                })
+            }),
         )?;
         Ok(ServerTls {
             config: Arc::new(config),

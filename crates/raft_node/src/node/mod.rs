@@ -143,7 +143,7 @@ impl Drop for RefusalHook {
     }
 }
 
-enum NodeMsg {
+pub(crate) enum NodeMsg {
     Propose {
         data: Vec<u8>,
         reply: ProposalReply,
@@ -255,6 +255,20 @@ impl RaftHandle {
 
     fn send(&self, msg: NodeMsg) -> Result<(), NodeError> {
         self.tx.send(msg).map_err(|_| NodeError::Stopped)
+    }
+}
+
+#[cfg(test)]
+impl RaftHandle {
+    /// A handle whose messages land in the returned queue instead of a Raft loop.
+    pub(crate) fn detached(id: u64) -> (RaftHandle, Receiver<NodeMsg>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = RaftHandle {
+            tx,
+            status: Arc::new(NodeStatus::default()),
+            id,
+        };
+        (handle, rx)
     }
 }
 

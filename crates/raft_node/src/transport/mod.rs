@@ -1,16 +1,20 @@
-//! Member-to-member (peer) traffic: Raft messages and snapshots over gRPC on the peer port, under
-//! the peer TLS settings.
+//! Member-to-member (peer) traffic on the peer port, under the peer TLS settings: Raft messages
+//! on a stream of their own ([`wire`]), snapshots over gRPC.
 //!
-//! Each peer gets one long-lived client stream fed from a bounded queue; a full queue or a broken
+//! Each peer gets one long-lived stream fed from a bounded queue; a full queue or a broken
 //! stream is reported to Raft as "unreachable" (Raft resends, so dropping is safe and keeps the
 //! Raft loop from ever blocking on the network). Snapshots travel on their own call, in chunks,
 //! with the state machine's data read at send time.
 
 mod receive;
 mod send;
+pub mod wire;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
@@ -39,11 +43,70 @@ pub type SnapshotSource = Arc<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>
 pub type PeerConnector =
     Arc<dyn Fn(&str) -> Result<tonic::transport::Channel, String> + Send + Sync>;
 
+/// Dials a peer URL with the peer TLS settings, offering the Raft message stream's protocol
+/// ([`wire::RAFT_ALPN`]).
+pub type PeerDialer = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = std::io::Result<rampart_tls::ClientConn>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A peer connection that stays idle this long is probed; after a few unanswered probes, or
+/// data unacknowledged for [`UNACKED_TIMEOUT`], it is closed (a member that vanished without
+/// closing its connections, as a host that lost power does).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 2;
+const UNACKED_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Turns on TCP keepalive and the unacknowledged-data timeout on a peer connection.
+pub(crate) fn keep_alive(tcp: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let fd = tcp.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: `fd` is an open socket for the duration of the call and `value` outlives it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "peer: cannot set a socket option");
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPIDLE,
+        KEEPALIVE_IDLE.as_secs() as libc::c_int,
+    );
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPINTVL,
+        KEEPALIVE_INTERVAL.as_secs() as libc::c_int,
+    );
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        KEEPALIVE_PROBES as libc::c_int,
+    );
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_USER_TIMEOUT,
+        UNACKED_TIMEOUT.as_millis() as libc::c_int,
+    );
+}
+
 pub(crate) struct Shared {
     pub cluster_id: u64,
     pub local_id: u64,
     pub handle: OnceLock<RaftHandle>,
     pub connect: PeerConnector,
+    pub dial: PeerDialer,
     pub snapshot_source: SnapshotSource,
 }
 
@@ -74,6 +137,7 @@ impl PeerTransport {
         local_id: u64,
         peers: &HashMap<u64, Vec<String>>,
         connect: PeerConnector,
+        dial: PeerDialer,
         snapshot_source: SnapshotSource,
         runtime: tokio::runtime::Handle,
     ) -> Arc<PeerTransport> {
@@ -82,6 +146,7 @@ impl PeerTransport {
             local_id,
             handle: OnceLock::new(),
             connect,
+            dial,
             snapshot_source,
         });
         let transport = Arc::new(PeerTransport {
@@ -146,3 +211,6 @@ impl MessageSink for PeerTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,8 @@
-//! The receiving half: the gRPC service on the peer port that hands messages to Raft.
+//! The receiving half on the peer port: the Raft message stream, and the gRPC service (snapshots,
+//! and the message stream of members that lack the other one).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
@@ -6,8 +10,18 @@ use rampart_proto::peer::raft_transport_server::{RaftTransport, RaftTransportSer
 use rampart_proto::peer::{MessageBatch, SnapshotChunk, StreamAck};
 use tonic::{Request, Response, Status, Streaming};
 
+use rampart_tls::{Conn, Divert};
+use tokio::io::BufReader;
+
+use super::wire::{self, Hello, PREFACE, RAFT_ALPN};
 use super::MAX_PEER_MESSAGE_BYTES;
 use crate::node::RaftHandle;
+
+/// A connection that does not say hello within this is closed.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read buffer of one incoming Raft message stream.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Largest snapshot accepted from a leader, as a guard against a runaway sender.
 pub const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024 * 1024;
@@ -29,6 +43,19 @@ impl PeerService {
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
     }
 
+    /// Hands the peer port's Raft message streams to this member's Raft loop.
+    pub fn divert(&self) -> Divert {
+        let cluster_id = self.cluster_id;
+        let handle = self.handle.clone();
+        Divert {
+            alpn: RAFT_ALPN,
+            preface: PREFACE,
+            to: Arc::new(move |conn| {
+                tokio::spawn(serve_stream(conn, cluster_id, handle.clone()));
+            }),
+        }
+    }
+
     fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
         if cluster_id != self.cluster_id {
             return Err(Status::failed_precondition(format!(
@@ -37,6 +64,64 @@ impl PeerService {
             )));
         }
         Ok(())
+    }
+}
+
+/// Why a hello is refused, if it is.
+fn refusal(hello: &Hello, cluster_id: u64, local_id: u64) -> Option<String> {
+    if hello.cluster_id != cluster_id {
+        return Some(format!(
+            "request cluster ID mismatch (got {:x} want {cluster_id:x}): the sender belongs to another cluster",
+            hello.cluster_id
+        ));
+    }
+    if hello.to != local_id {
+        return Some(format!(
+            "stream for member {:x} reached member {local_id:x}",
+            hello.to
+        ));
+    }
+    None
+}
+
+/// Reads one member's Raft message stream and steps each message into Raft.
+async fn serve_stream(conn: Conn, cluster_id: u64, handle: RaftHandle) {
+    super::keep_alive(conn.tcp());
+    let remote = conn.tcp().peer_addr().ok();
+    let mut conn = BufReader::with_capacity(READ_BUFFER_BYTES, conn);
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, wire::read_hello(&mut conn)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(e)) => {
+            tracing::debug!(remote = ?remote, error = %e, "peer: bad stream hello");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(remote = ?remote, "peer: no stream hello");
+            return;
+        }
+    };
+    if let Some(reason) = refusal(&hello, cluster_id, handle.id()) {
+        tracing::warn!(from = format!("{:x}", hello.from), remote = ?remote, reason = %reason, "peer: refused a stream");
+        let _ = wire::write_reply(conn.get_mut(), Err(&reason)).await;
+        return;
+    }
+    if let Err(e) = wire::write_reply(conn.get_mut(), Ok(())).await {
+        tracing::debug!(remote = ?remote, error = %e, "peer: stream closed during hello");
+        return;
+    }
+    let mut buf = Vec::new();
+    loop {
+        match wire::read_message(&mut conn, &mut buf).await {
+            Ok(Some(message)) => handle.step(message),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(from = format!("{:x}", hello.from), error = %e, "peer: stream ended");
+                return;
+            }
+        }
+        if buf.capacity() > READ_BUFFER_BYTES * 64 {
+            buf = Vec::new();
+        }
     }
 }
 
