@@ -58,6 +58,8 @@ enum End {
     /// The peer was removed (its queue closed): stop.
     Removed,
     Broken(String),
+    /// The peer refused the stream (another cluster, say): a misconfiguration to report.
+    Refused(String),
 }
 
 /// Forwards Raft messages from `queue` to the peer until the queue closes (peer removed).
@@ -69,11 +71,12 @@ pub(crate) async fn run_peer_stream(
 ) {
     let mut attempt = 0usize;
     let mut was_active = false;
+    let mut last_refusal = None;
     loop {
+        if queue.is_closed() {
+            return;
+        }
         if urls.is_empty() {
-            if queue.is_closed() {
-                return;
-            }
             tokio::time::sleep(RECONNECT_BACKOFF * 10).await;
             continue;
         }
@@ -82,6 +85,7 @@ pub(crate) async fn run_peer_stream(
             Ok(Some(conn)) => {
                 tracing::info!(peer = format!("{peer:x}"), "peer: stream established");
                 was_active = true;
+                last_refusal = None;
                 pump_raw(conn, &mut queue).await
             }
             // An older member: the gRPC stream it does speak.
@@ -89,10 +93,16 @@ pub(crate) async fn run_peer_stream(
                 Some(client) => pump_grpc(peer, client, &mut queue, &shared, &mut was_active).await,
                 None => End::Broken("cannot set up a connection".into()),
             },
-            Err(e) => End::Broken(e),
+            Err(end) => end,
         };
         match end {
             End::Removed => return,
+            // Said once, not at every retry.
+            End::Refused(reason) if last_refusal.as_ref() != Some(&reason) => {
+                tracing::warn!(peer = format!("{peer:x}"), reason = %reason, "peer: refused our stream");
+                last_refusal = Some(reason);
+            }
+            End::Refused(_) => {}
             End::Broken(e) if was_active => {
                 tracing::warn!(peer = format!("{peer:x}"), error = %e, "peer: lost the stream");
             }
@@ -110,11 +120,11 @@ pub(crate) async fn run_peer_stream(
 }
 
 /// Opens the Raft message stream to `url`; `Ok(None)` when the member does not speak it.
-async fn open_raw(peer: u64, url: &str, shared: &Shared) -> Result<Option<ClientConn>, String> {
+async fn open_raw(peer: u64, url: &str, shared: &Shared) -> Result<Option<ClientConn>, End> {
     let mut conn = match (shared.dial)(url.to_string()).await {
         Ok(conn) => conn,
         Err(e) if rampart_tls::is_alpn_refusal(&e) => return Ok(None),
-        Err(e) => return Err(format!("{url}: {e}")),
+        Err(e) => return Err(End::Broken(format!("{url}: {e}"))),
     };
     super::keep_alive(conn.tcp());
     let hello = Hello {
@@ -129,9 +139,11 @@ async fn open_raw(peer: u64, url: &str, shared: &Shared) -> Result<Option<Client
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(Reply::Accepted)) => Ok(Some(conn)),
         Ok(Ok(Reply::NotSpoken)) => Ok(None),
-        Ok(Ok(Reply::Refused(reason))) => Err(format!("{url} refused the stream: {reason}")),
-        Ok(Err(e)) => Err(format!("{url}: {e}")),
-        Err(_) => Err(format!("{url}: no answer to the stream's hello")),
+        Ok(Ok(Reply::Refused(reason))) => Err(End::Refused(format!("{url}: {reason}"))),
+        Ok(Err(e)) => Err(End::Broken(format!("{url}: {e}"))),
+        Err(_) => Err(End::Broken(format!(
+            "{url}: no answer to the stream's hello"
+        ))),
     }
 }
 
@@ -146,7 +158,9 @@ async fn pump_raw(mut conn: ClientConn, queue: &mut mpsc::Receiver<Message>) -> 
         let mut next = Some(first);
         let mut count = 0;
         while let Some(m) = next.take() {
+            let before = buf.len();
             if let Err(e) = wire::encode_message(&mut buf, &m) {
+                buf.truncate(before);
                 tracing::error!(error = %e, "peer: cannot encode a raft message");
             }
             count += 1;
