@@ -3,12 +3,15 @@
 //! alarm, which then refuses every growing request (in the applier) until an operator makes room
 //! (compact, defragment) and disarms it.
 //!
-//! etcd compares the bbolt file size. A redb file is never as small as a tiny quota, so the
-//! bytes actually stored decide once the file is past the quota; they are measured again only
-//! when something was applied since, since measuring takes the backend's write lock.
+//! etcd compares the bbolt file size. redb grows its file ahead of use, leaving holes, so the
+//! disk space the file occupies is compared first: stat'ing it needs no lock, and it is never
+//! less than what is stored. Only past the quota do the bytes actually stored decide (a redb
+//! file is never as small as a tiny quota). Measuring them walks the whole backend inside a
+//! write transaction, so it runs off the async workers, one request at a time, and again only
+//! once something was applied since.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use rampart_proto::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmRequest, AlarmType, PutRequest, TxnRequest,
@@ -28,8 +31,9 @@ pub struct Quota {
     /// The backend file, stat'ed without the applier's lock: the apply loop holds that lock
     /// while it applies a batch, and a put must not wait for a batch to learn the file size.
     db_path: PathBuf,
-    /// (applied index, stored bytes) of the last measurement.
-    measured: Mutex<Option<(u64, u64)>>,
+    /// (applied index, stored bytes) of the last measurement. An async lock: requests past the
+    /// quota wait for the measurement in progress without holding a worker thread.
+    measured: tokio::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl Quota {
@@ -37,7 +41,7 @@ impl Quota {
         Quota {
             max_bytes,
             db_path,
-            measured: Mutex::new(None),
+            measured: tokio::sync::Mutex::new(None),
         }
     }
 }
@@ -60,6 +64,16 @@ pub fn txn_cost(txn: &TxnRequest) -> u64 {
 
 pub const LEASE_GRANT_COST: u64 = LEASE_OVERHEAD;
 
+/// Bytes of disk the backend file occupies: at least what is stored in it. Its length where
+/// that is less, or where the file system counts no blocks.
+fn file_space(path: &std::path::Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.blocks() > 0 => m.len().min(m.blocks() * 512),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
 /// etcd's `ErrGRPCNoSpace`.
 pub fn no_space() -> Status {
     Status::resource_exhausted("etcdserver: mvcc: database space exceeded")
@@ -74,10 +88,7 @@ impl EtcdServer {
         if cost == 0 {
             return Ok(());
         }
-        let file_size = std::fs::metadata(&self.quota.db_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if file_size + cost < max || self.stored_bytes() + cost < max {
+        if file_space(&self.quota.db_path) + cost < max || self.stored_bytes().await + cost < max {
             return Ok(());
         }
         let raised = self
@@ -104,21 +115,25 @@ impl EtcdServer {
     }
 
     /// Bytes stored in the backend, measured again once something new was applied.
-    fn stored_bytes(&self) -> u64 {
+    async fn stored_bytes(&self) -> u64 {
         let applied = self.applied_index();
-        let mut measured = self.quota.measured.lock().expect("quota");
-        match *measured {
-            Some((at, bytes)) if at == applied => bytes,
-            _ => {
-                let bytes = self
-                    .applier
-                    .read()
-                    .expect("applier")
-                    .db_size_in_use()
-                    .max(0) as u64;
+        let mut measured = self.quota.measured.lock().await;
+        if let Some((at, bytes)) = *measured {
+            if at == applied {
+                return bytes;
+            }
+        }
+        let applier = self.applier.clone();
+        let measuring = tokio::task::spawn_blocking(move || {
+            applier.read().expect("applier").db_size_in_use().max(0) as u64
+        });
+        match measuring.await {
+            Ok(bytes) => {
                 *measured = Some((applied, bytes));
                 bytes
             }
+            // The measurement panicked: count the store as full rather than let it grow unchecked.
+            Err(_) => u64::MAX / 2,
         }
     }
 
@@ -132,5 +147,28 @@ impl EtcdServer {
             .read()
             .expect("alarms")
             .is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_file_grown_ahead_of_use_counts_the_space_it_occupies_not_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&[1u8; 64 * 1024]).unwrap();
+        file.sync_all().unwrap();
+        // As redb does: the file is made longer than what has been written into it.
+        file.set_len(4 << 30).unwrap();
+        let space = file_space(&path);
+        assert!(
+            (64 * 1024..4 << 30).contains(&space),
+            "{space} bytes for 64 KiB written into a 4 GiB file"
+        );
+        assert_eq!(file_space(&dir.path().join("missing")), 0);
     }
 }
