@@ -7,11 +7,12 @@
 //! disk space the file occupies is compared first: stat'ing it needs no lock, and it is never
 //! less than what is stored. Only past the quota do the bytes actually stored decide (a redb
 //! file is never as small as a tiny quota). Measuring them walks the whole backend inside a
-//! write transaction, so it runs off the async workers, one request at a time, and again only
-//! once something was applied since.
+//! write transaction, which holds the apply loop up: it runs off the async workers, one request
+//! at a time, again only once something was applied since, and at most a tenth of the time.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use rampart_proto::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmRequest, AlarmType, PutRequest, TxnRequest,
@@ -31,9 +32,32 @@ pub struct Quota {
     /// The backend file, stat'ed without the applier's lock: the apply loop holds that lock
     /// while it applies a batch, and a put must not wait for a batch to learn the file size.
     db_path: PathBuf,
-    /// (applied index, stored bytes) of the last measurement. An async lock: requests past the
-    /// quota wait for the measurement in progress without holding a worker thread.
-    measured: tokio::sync::Mutex<Option<(u64, u64)>>,
+    /// The last measurement of the bytes stored. An async lock: requests past the quota wait
+    /// for the measurement in progress without holding a worker thread.
+    measured: tokio::sync::Mutex<Option<Measurement>>,
+}
+
+/// Bytes stored in the backend, as measured at one applied index.
+#[derive(Debug, Clone, Copy)]
+struct Measurement {
+    applied: u64,
+    bytes: u64,
+    at: Instant,
+    /// How long the walk took.
+    took: Duration,
+}
+
+/// Measuring takes at most this share of the time (1/N): a large backend takes about a second
+/// to walk, and the apply loop waits meanwhile.
+const MEASURING_SHARE: u32 = 10;
+
+impl Measurement {
+    /// Still good at `applied`: nothing was applied since, or the last walk was too recent
+    /// for its cost. A small backend (tests with a quota of a few pages) is measured again
+    /// after every change; a large one near its quota at most every ten walks' time.
+    fn is_current(&self, applied: u64, now: Instant) -> bool {
+        self.applied == applied || now.duration_since(self.at) < self.took * MEASURING_SHARE
+    }
 }
 
 impl Quota {
@@ -114,22 +138,31 @@ impl EtcdServer {
         Err(no_space())
     }
 
-    /// Bytes stored in the backend, measured again once something new was applied.
+    /// Bytes stored in the backend, measured again once something new was applied (see
+    /// [`Measurement::is_current`]).
     async fn stored_bytes(&self) -> u64 {
         let applied = self.applied_index();
         let mut measured = self.quota.measured.lock().await;
-        if let Some((at, bytes)) = *measured {
-            if at == applied {
-                return bytes;
+        if let Some(m) = *measured {
+            if m.is_current(applied, Instant::now()) {
+                return m.bytes;
             }
         }
         let applier = self.applier.clone();
         let measuring = tokio::task::spawn_blocking(move || {
-            applier.read().expect("applier").db_size_in_use().max(0) as u64
+            let applier = applier.read().expect("applier");
+            let started = Instant::now();
+            let bytes = applier.db_size_in_use().max(0) as u64;
+            (bytes, started.elapsed())
         });
         match measuring.await {
-            Ok(bytes) => {
-                *measured = Some((applied, bytes));
+            Ok((bytes, took)) => {
+                *measured = Some(Measurement {
+                    applied,
+                    bytes,
+                    at: Instant::now(),
+                    took,
+                });
                 bytes
             }
             // The measurement panicked: count the store as full rather than let it grow unchecked.
@@ -154,6 +187,26 @@ impl EtcdServer {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_measurement_is_redone_after_a_change_but_at_most_a_tenth_of_the_time() {
+        let at = Instant::now();
+        let measured = |took| Measurement {
+            applied: 7,
+            bytes: 1,
+            at,
+            took,
+        };
+        let cheap = measured(Duration::from_micros(10));
+        assert!(
+            cheap.is_current(7, at + Duration::from_secs(60)),
+            "nothing applied since"
+        );
+        assert!(!cheap.is_current(8, at + Duration::from_millis(1)));
+        let costly = measured(Duration::from_secs(1));
+        assert!(costly.is_current(8, at + Duration::from_secs(9)));
+        assert!(!costly.is_current(8, at + Duration::from_secs(10)));
+    }
 
     #[test]
     fn a_file_grown_ahead_of_use_counts_the_space_it_occupies_not_its_length() {
