@@ -80,28 +80,34 @@ async fn exchange(
     assert_eq!(&answer, b"pong");
 }
 
-fn server_options(dir: &std::path::Path, ca: &Ca) -> TlsOptions {
+/// A server and a member client of one CA, for mutual TLS; the server offers our protocol when
+/// `offer` is true.
+fn mutual_tls(dir: &std::path::Path, offer: bool) -> (ServerTls, rampart_tls::ClientTls) {
+    let ca = Ca::new("CA");
     let ca_file = write(dir, "ca.pem", &ca.pem);
     let (cert, key) = write_pair(dir, "server", &ca.leaf("server", &["localhost"], 1));
-    TlsOptions {
+    let options = TlsOptions {
         cert_file: Some(cert),
         key_file: Some(key),
-        trusted_ca_file: Some(ca_file),
+        trusted_ca_file: Some(ca_file.clone()),
         client_cert_auth: true,
         ..TlsOptions::default()
-    }
+    };
+    let extra = if offer {
+        vec![ALPN.to_vec()]
+    } else {
+        Vec::new()
+    };
+    let server = ServerTls::new_with_alpn(options, extra).unwrap();
+    let pair = write_pair(dir, "member", &ca.leaf("member", &["localhost"], 2));
+    (server, client(Some(&ca_file), Some(&pair)))
 }
 
 #[tokio::test]
 async fn over_mutual_tls_the_protocol_is_told_by_alpn_and_grpc_still_works() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = Ca::new("CA");
-    let options = server_options(tmp.path(), &ca);
-    let ca_file = options.trusted_ca_file.clone().unwrap();
-    let tls = ServerTls::new_with_alpn(options, vec![ALPN.to_vec()]).unwrap();
+    let (tls, client_tls) = mutual_tls(tmp.path(), true);
     let (port, mut diverted) = serve(Some(tls)).await;
-    let pair = write_pair(tmp.path(), "member", &ca.leaf("member", &["localhost"], 2));
-    let client_tls = client(Some(&ca_file), Some(&pair));
     let url = format!("https://localhost:{port}");
 
     exchange(&url, Some(&client_tls), &mut diverted).await;
@@ -112,12 +118,8 @@ async fn over_mutual_tls_the_protocol_is_told_by_alpn_and_grpc_still_works() {
 #[tokio::test]
 async fn a_tls_server_without_the_protocol_refuses_it_recognizably() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = Ca::new("CA");
-    let options = server_options(tmp.path(), &ca);
-    let ca_file = options.trusted_ca_file.clone().unwrap();
-    let (port, _diverted) = serve(Some(ServerTls::new(options).unwrap())).await;
-    let pair = write_pair(tmp.path(), "member", &ca.leaf("member", &["localhost"], 2));
-    let client_tls = client(Some(&ca_file), Some(&pair));
+    let (tls, client_tls) = mutual_tls(tmp.path(), false);
+    let (port, _diverted) = serve(Some(tls)).await;
 
     let err = dial(
         &format!("https://localhost:{port}"),
