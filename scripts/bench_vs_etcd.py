@@ -5,7 +5,9 @@ Both systems run as 3 members with mutual TLS on loopback, with the same certifi
 `rampart pki`), the same flags and data directories on the same disk, one system at a time. Every
 workload runs on both, alternating etcd/Rampart for --pairs pairs so machine noise hits both alike;
 the report quotes medians and the Rampart/etcd ratio. Then, once per system: resident memory after
---keys keys of 256 bytes, restart-to-ready time with those keys, and `etcdctl check perf --load=l`.
+--keys keys of 256 bytes, restart-to-ready time with those keys, and `etcdctl check perf --load=l`,
+on the 3 members and on one plaintext member (scripts/check-perf-one-member.sh: what etcdctl's load
+generator reaches at best on the machine).
 
 Writes docs/benchmarks.md (table, commands, machine) and docs/benchmarks-put.svg (throughput vs
 clients). Every process is stopped at the end, also on Ctrl-C or an error; every load is bounded.
@@ -300,6 +302,19 @@ def main():
                     f" ({'; '.join(reasons)})" if reasons else "")
                 log(f"  check perf --load=l: {once[system]['check_perf']}")
             cluster.stop()
+        if not opts.no_check_perf:
+            # The same check against one plaintext member, the cheapest server there is: what
+            # etcdctl's own load generator reaches on this machine (see the notes).
+            for system in ("etcd", "rampart"):
+                client_port, peer_port = free_ports(2)
+                out = run([str(Path(__file__).resolve().parent / "check-perf-one-member.sh"), system,
+                           binaries[system]], 300, check=False,
+                          env={**os.environ, "PORT": str(client_port), "PEER_PORT": str(peer_port)})
+                reasons = [line.strip() for line in out.stdout.splitlines()
+                           if line.startswith(("PASS:", "FAIL:", "Error:")) or "took too long" in line]
+                verdict_line = next((line for line in out.stdout.splitlines() if line in ("PASS", "FAIL")), "FAIL")
+                once[system]["check_perf_one"] = verdict_line + (f" ({'; '.join(reasons)})" if reasons else "")
+                log(f"  check perf --load=l, one plaintext {system} member: {once[system]['check_perf_one']}")
     finally:
         for cluster in clusters:
             cluster.stop()
@@ -431,6 +446,9 @@ def report_markdown(info, opts, results, once, commands, chart_name, elapsed):
     if "check_perf" in e:
         lines.append(f"| `etcdctl check perf --load=l` | {e['check_perf']} | {r['check_perf']} | | PASS | "
                      f"{verdict(r['check_perf'].startswith('PASS'))} |")
+    if "check_perf_one" in e:
+        lines.append(f"| the same check on one plaintext member (no TLS, no replication): etcdctl's own ceiling "
+                     f"here | {e['check_perf_one']} | {r['check_perf_one']} | | | |")
     lines += ["", "## Commands", "",
               "Whole run: `scripts/bench-vs-etcd.sh " + " ".join(sys.argv[1:]) + "`", "",
               "Each workload (endpoints, ports and certificate paths vary per run):", "", "```"]

@@ -3,10 +3,10 @@
 //! latency), `lease-keepalive`. Requests are spread over `--conns` connections and `--clients`
 //! concurrent callers, bounded by `--total` or `--duration`, optionally paced by `--rate`.
 
+mod pacer;
 mod report;
 
 use std::ffi::OsString;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use crate::exit::{CtlError, CtlResult};
 use crate::gofmt;
 use crate::v3::client::Client;
 use crate::v3::global::{ConnSettings, GlobalFlags};
+use pacer::Pacer;
 use report::Report;
 
 #[derive(Parser, Debug)]
@@ -211,45 +212,6 @@ fn key(n: u64, load: &LoadFlags) -> Vec<u8> {
     key
 }
 
-/// Hands out request numbers, paced by `--rate`, until the total or the duration is reached.
-struct Pacer {
-    next: AtomicU64,
-    total: u64,
-    deadline: Option<Instant>,
-    interval: Option<Duration>,
-    start: Instant,
-}
-
-impl Pacer {
-    fn new(load: &LoadFlags, duration: Option<Duration>) -> Pacer {
-        let start = Instant::now();
-        Pacer {
-            next: AtomicU64::new(0),
-            total: if duration.is_some() {
-                u64::MAX
-            } else {
-                load.total
-            },
-            deadline: duration.map(|d| start + d),
-            interval: (load.rate > 0).then(|| Duration::from_nanos(1_000_000_000 / load.rate)),
-            start,
-        }
-    }
-
-    /// The next request's number, once it is due; `None` when done.
-    async fn take(&self) -> Option<u64> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        if n >= self.total || self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return None;
-        }
-        if let Some(i) = self.interval {
-            let due = Duration::from_nanos((i.as_nanos() as u64).saturating_mul(n));
-            tokio::time::sleep_until((self.start + due).into()).await;
-        }
-        Some(n)
-    }
-}
-
 fn progress(total: Option<u64>) -> indicatif::ProgressBar {
     let bar = match total {
         Some(t) => indicatif::ProgressBar::new(t),
@@ -329,7 +291,7 @@ async fn requests(
     duration: Option<Duration>,
     op: Op,
 ) -> Report {
-    let pacer = Arc::new(Pacer::new(load, duration));
+    let pacer = Arc::new(Pacer::new(load.rate, load.total, duration));
     let sink: Sink = Arc::default();
     let bar = progress(duration.is_none().then_some(load.total));
     let value = vec![b'v'; load.val_size];
@@ -369,7 +331,7 @@ async fn keepalives(
     load: &LoadFlags,
     duration: Option<Duration>,
 ) -> CtlResult<Report> {
-    let pacer = Arc::new(Pacer::new(load, duration));
+    let pacer = Arc::new(Pacer::new(load.rate, load.total, duration));
     let sink: Sink = Arc::default();
     let bar = progress(duration.is_none().then_some(load.total));
     let start = Instant::now();
@@ -485,7 +447,7 @@ async fn watch_latency(
     for _ in 0..watchers.max(1) {
         ready_rx.recv().await;
     }
-    let pacer = Pacer::new(load, duration);
+    let pacer = Pacer::new(load.rate, load.total, duration);
     let bar = progress(duration.is_none().then_some(load.total));
     let value = vec![b'v'; load.val_size];
     let start = Instant::now();
