@@ -291,15 +291,7 @@ def main():
             if not opts.no_check_perf:
                 out = run([opts.etcdctl, f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "check", "perf",
                            "--load=l"], 300, check=False)
-                text = out.stdout + out.stderr
-                # etcdctl prints one line per criterion (throughput, slowest request, stddev):
-                # "PASS: ..." or "FAIL: ...", except that 3.4 prints a too slow request without
-                # the "FAIL:"; "Error: ..." when a request fails (e.g. the final delete of every
-                # key it wrote). All of them go into the table.
-                reasons = [line.strip() for line in text.splitlines()
-                           if line.startswith(("PASS:", "FAIL:", "Error:")) or "took too long" in line]
-                once[system]["check_perf"] = ("PASS" if out.returncode == 0 else "FAIL") + (
-                    f" ({'; '.join(reasons)})" if reasons else "")
+                once[system]["check_perf"] = check_perf_outcome(out.stdout + out.stderr, out.returncode == 0)
                 log(f"  check perf --load=l: {once[system]['check_perf']}")
             cluster.stop()
         if not opts.no_check_perf:
@@ -310,10 +302,8 @@ def main():
                 out = run([str(Path(__file__).resolve().parent / "check-perf-one-member.sh"), system,
                            binaries[system]], 300, check=False,
                           env={**os.environ, "PORT": str(client_port), "PEER_PORT": str(peer_port)})
-                reasons = [line.strip() for line in out.stdout.splitlines()
-                           if line.startswith(("PASS:", "FAIL:", "Error:")) or "took too long" in line]
-                verdict_line = next((line for line in out.stdout.splitlines() if line in ("PASS", "FAIL")), "FAIL")
-                once[system]["check_perf_one"] = verdict_line + (f" ({'; '.join(reasons)})" if reasons else "")
+                passed = "PASS" in out.stdout.splitlines()
+                once[system]["check_perf_one"] = check_perf_outcome(out.stdout, passed)
                 log(f"  check perf --load=l, one plaintext {system} member: {once[system]['check_perf_one']}")
     finally:
         for cluster in clusters:
@@ -330,6 +320,16 @@ def main():
     if not opts.work_dir:
         shutil.rmtree(work, ignore_errors=True)  # kept when the run fails: the members' logs are there
     log(f"done in {elapsed / 60:.1f} min; wrote {out_dir / 'benchmarks.md'} and {chart}")
+
+
+def check_perf_outcome(text, passed):
+    """PASS or FAIL, then etcdctl's reasons. etcdctl prints one line per criterion (throughput,
+    slowest request, stddev): "PASS: ..." or "FAIL: ...", except that 3.4 prints a too slow request
+    without the "FAIL:"; "Error: ..." when a request fails (e.g. the final delete of every key it
+    wrote). All of them go into the table."""
+    reasons = [line.strip() for line in text.splitlines()
+               if line.startswith(("PASS:", "FAIL:", "Error:")) or "took too long" in line]
+    return ("PASS" if passed else "FAIL") + (f" ({'; '.join(reasons)})" if reasons else "")
 
 
 def median(reports, field):

@@ -9,7 +9,7 @@
 //! is free, so the rate asked is the rate sent whenever the server keeps up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -56,33 +56,22 @@ impl Pacer {
             return None;
         }
         if let Some(due) = &self.due {
-            // Closed only when the pacer is dropped, and then nobody is taking.
+            // Never closed, so this never gives up.
             due.acquire().await.ok()?.forget();
         }
         Some(n)
     }
 }
 
-impl Drop for Pacer {
-    fn drop(&mut self) {
-        if let Some(due) = &self.due {
-            due.close();
-        }
-    }
-}
-
 /// Releases one request every `interval` from `start` on (those that fell due while the thread
 /// slept longer than asked, all at once), until the pacer is gone.
-fn run_clock(start: Instant, interval: Duration, due: std::sync::Weak<Semaphore>) {
+fn run_clock(start: Instant, interval: Duration, due: Weak<Semaphore>) {
     let interval_ns = interval.as_nanos().max(1);
     let mut released: u128 = 0;
     loop {
         let Some(permits) = due.upgrade() else {
             return;
         };
-        if permits.is_closed() {
-            return;
-        }
         // Requests 0..=k are due once k intervals have passed.
         let fell_due = start.elapsed().as_nanos() / interval_ns + 1;
         if fell_due > released {
