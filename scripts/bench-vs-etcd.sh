@@ -2,7 +2,7 @@
 # Side-by-side benchmark: a 3-member mutual-TLS etcd 3.4 and a 3-member mutual-TLS Rampart on
 # loopback, one at a time, alternating etcd/Rampart; writes docs/benchmarks.md and its chart.
 #
-#   scripts/bench-vs-etcd.sh                      # full run (~20 min): 3 pairs x 10 s, 1M keys, check perf
+#   scripts/bench-vs-etcd.sh                      # full run (~25 min): 5 pairs x 10 s, 1M keys, check perf
 #   scripts/bench-vs-etcd.sh --pairs 1 --duration 2s --keys 5000 --no-check-perf --out /tmp/b   # a quick look
 #
 # Needs Debian's etcd-server and etcd-client (installed when missing and run as root) and python3.

@@ -33,6 +33,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def minor_faults(pid):
+    """Page faults that needed no disk (fresh memory being touched, e.g. after the allocator gave
+    pages back to the kernel)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
 def thread_cpu(pids):
     """CPU seconds by thread name (tokio-rt-worker, apply, raft, ...) summed over the members.
     A thread that exited during the run is missed; the members' threads live as long as they do."""
@@ -86,6 +92,7 @@ def main():
         bench.run(["/usr/bin/etcdctl", f"--endpoints={cluster.endpoints()}", *pki.client_flags(), "put",
                    "bench-key", "v" * bench.VALUE_SIZE], 30)
         members_before = [cpu_seconds(p.pid) for p in cluster.procs]
+        faults_before = sum(minor_faults(p.pid) for p in cluster.procs)
         threads_before = thread_cpu([p.pid for p in cluster.procs])
         switches_before = thread_switches([p.pid for p in cluster.procs])
         client_before = children_cpu()
@@ -98,6 +105,7 @@ def main():
                "--json", "--duration=10s", *workload]
         out = bench.run(cmd, 120)
         members = sum(cpu_seconds(p.pid) for p in cluster.procs) - sum(members_before)
+        faults = sum(minor_faults(p.pid) for p in cluster.procs) - faults_before
         threads = thread_cpu([p.pid for p in cluster.procs])
         switches = thread_switches([p.pid for p in cluster.procs])
         client = children_cpu() - client_before
@@ -105,7 +113,8 @@ def main():
         ops = max(report["ops"], 1)
         print(json.dumps(report))
         print(f"{system}: {report['ops_per_sec']:.0f} ops/s; CPU per request: members "
-              f"{members / ops * 1e6:.1f} us, bench client {client / ops * 1e6:.1f} us")
+              f"{members / ops * 1e6:.1f} us, bench client {client / ops * 1e6:.1f} us; "
+              f"members' page faults per request {faults / ops:.3f}")
         per_thread = {name: (cpu - threads_before.get(name, 0.0)) / ops * 1e6 for name, cpu in threads.items()}
         busiest = sorted(per_thread.items(), key=lambda kv: -kv[1])[:5]
         print("  members' CPU per request by thread: "
