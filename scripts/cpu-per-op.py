@@ -28,15 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_vs_etcd as bench  # noqa: E402
 
 
+def stat_fields(pid):
+    """/proc/<pid>/stat after the command name (which may hold spaces): field 3 (state) first."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def minor_faults(pid):
     """Page faults that needed no disk (fresh memory being touched, e.g. after the allocator gave
     pages back to the kernel)."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    return int(stat_fields(pid)[7])
 
 
 def thread_cpu(pids):
