@@ -33,6 +33,9 @@ pub enum ApplyError {
     /// The backend quota is exhausted (a NOSPACE alarm is raised).
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    /// A v3 auth refusal (permission denied, old auth revision, ...).
+    #[error(transparent)]
+    Auth(#[from] rampart_auth::AuthError),
     /// A request kind this member cannot apply yet (named), rather than silently ignoring it.
     #[error("etcdserver: rampart cannot apply {0} requests yet")]
     Unsupported(&'static str),
@@ -57,6 +60,7 @@ impl ApplyError {
             ApplyError::LeaseExists => Code::FailedPrecondition,
             ApplyError::LeaseTtlTooLarge => Code::OutOfRange,
             ApplyError::NoSpace => Code::ResourceExhausted,
+            ApplyError::Auth(e) => e.grpc_code(),
             ApplyError::Unsupported(_) => Code::Unimplemented,
             ApplyError::Backend(_) => Code::Internal,
         }

@@ -6,6 +6,7 @@
 //! Does not own: storage layout (`rampart-mvcc`), consensus, or the gRPC transport.
 
 pub mod alarm;
+pub mod auth;
 mod error;
 mod kv;
 mod lease;
@@ -45,6 +46,8 @@ pub enum Response {
     V2Auth(Result<(), rampart_v2store::WriteConflict>),
     /// The alarms an alarm request raised or cleared.
     Alarm(rampart_proto::etcdserverpb::AlarmResponse),
+    /// An Auth service request's answer.
+    Auth(rampart_auth::AuthResponse),
     /// Applied with nothing to report (member attributes).
     Done,
 }
@@ -82,6 +85,8 @@ pub struct Applier {
     lessor: Arc<Lessor>,
     v2: v2::SharedV2Store,
     alarms: alarm::SharedAlarms,
+    auth: auth::SharedAuth,
+    tokens: Arc<rampart_auth::SimpleTokens>,
 }
 
 impl Applier {
@@ -98,6 +103,8 @@ impl Applier {
             lessor,
             v2: Default::default(),
             alarms: Default::default(),
+            auth: Default::default(),
+            tokens: Default::default(),
         };
         applier.load_side_tables()?;
         Ok(applier)
@@ -109,12 +116,23 @@ impl Applier {
         self.lessor.load(&view.leases()?, view.lease_attachments()?);
         *self.v2.lock().expect("v2 store") = v2::load(&view)?;
         *self.alarms.write().expect("alarms") = self.store.alarms()?.into_iter().collect();
+        *self.auth.write().unwrap_or_else(|p| p.into_inner()) = auth::load(&view)?;
         Ok(())
     }
 
     /// Raised alarms (shared: the API lists them and refuses writes early while NOSPACE is on).
     pub fn alarms(&self) -> &alarm::SharedAlarms {
         &self.alarms
+    }
+
+    /// The v3 auth state (only the applier writes it).
+    pub fn auth(&self) -> &auth::SharedAuth {
+        &self.auth
+    }
+
+    /// The simple tokens Authenticate hands out on this member.
+    pub fn tokens(&self) -> &Arc<rampart_auth::SimpleTokens> {
+        &self.tokens
     }
 
     /// The v2 key space (reads lock it briefly; only the applier writes it).
@@ -192,48 +210,62 @@ impl Applier {
             );
             previous_index = *index;
             let mut events = Vec::new();
-            let result = match &request.request {
-                Some(r) if alarm::refuses(&self.alarms, r) => Err(ApplyError::NoSpace),
-                Some(Request::Alarm(a)) => {
-                    Ok(Response::Alarm(alarm::apply(&mut batch, &self.alarms, a)?))
-                }
-                Some(Request::Put(put)) => {
-                    kv::put(&mut batch, self.lessor.as_ref(), put, &mut events).map(Response::Put)
-                }
-                Some(Request::DeleteRange(del)) => {
-                    kv::delete_range(&mut batch, del, &mut events).map(Response::DeleteRange)
-                }
-                Some(Request::Txn(txn)) => {
-                    kv::txn(&mut batch, self.lessor.as_ref(), txn, &mut events).map(Response::Txn)
-                }
-                Some(Request::Range(range)) => {
-                    kv::range_in_batch(&batch, range).map(Response::Range)
-                }
-                Some(Request::Compaction(c)) => {
-                    kv::compact(&mut batch, c).map(Response::Compaction)
-                }
-                Some(Request::LeaseGrant(g)) => {
-                    lease::grant(&mut batch, &self.lessor, g).map(Response::LeaseGrant)
-                }
-                Some(Request::LeaseRevoke(r)) => {
-                    lease::revoke(&mut batch, &self.lessor, r, &mut events)
-                        .map(Response::LeaseRevoke)
-                }
-                Some(Request::LeaseExpired(e)) => {
-                    lease::expire(&mut batch, &self.lessor, &e.ids, &mut events)
-                        .map(Response::LeaseRevoke)
-                }
-                Some(Request::V2(r)) => Ok(Response::V2(v2::apply(&mut batch, &self.v2, r)?)),
-                Some(Request::V2Auth(w)) => {
-                    Ok(Response::V2Auth(v2::apply_auth(&mut batch, &self.v2, w)?))
-                }
-                Some(Request::MemberAttributes(_)) | Some(Request::MemberUpdate(_)) => {
-                    // Membership lives beside the store (the apply loop keeps it); etcd counts
-                    // these writes in the v2 index.
-                    v2::bump(&mut batch, &self.v2);
-                    Ok(Response::Done)
-                }
-                None => Err(ApplyError::Unsupported("empty request")),
+            let requester = request.requester.as_ref();
+            let refused_by_auth = request.request.as_ref().and_then(|r| {
+                let store = self.auth.read().unwrap_or_else(|p| p.into_inner());
+                auth::check(&store, &self.lessor, r, requester).err()
+            });
+            let result = match (&request.request, refused_by_auth) {
+                (_, Some(refusal)) => Err(ApplyError::Auth(refusal)),
+                (request, None) => match request {
+                    Some(r) if alarm::refuses(&self.alarms, r) => Err(ApplyError::NoSpace),
+                    Some(Request::Auth(a)) => {
+                        auth::apply(&mut batch, &self.auth, &self.tokens, a, requester)?
+                            .map(Response::Auth)
+                    }
+                    Some(Request::Alarm(a)) => {
+                        Ok(Response::Alarm(alarm::apply(&mut batch, &self.alarms, a)?))
+                    }
+                    Some(Request::Put(put)) => {
+                        kv::put(&mut batch, self.lessor.as_ref(), put, &mut events)
+                            .map(Response::Put)
+                    }
+                    Some(Request::DeleteRange(del)) => {
+                        kv::delete_range(&mut batch, del, &mut events).map(Response::DeleteRange)
+                    }
+                    Some(Request::Txn(txn)) => {
+                        kv::txn(&mut batch, self.lessor.as_ref(), txn, &mut events)
+                            .map(Response::Txn)
+                    }
+                    Some(Request::Range(range)) => {
+                        kv::range_in_batch(&batch, range).map(Response::Range)
+                    }
+                    Some(Request::Compaction(c)) => {
+                        kv::compact(&mut batch, c).map(Response::Compaction)
+                    }
+                    Some(Request::LeaseGrant(g)) => {
+                        lease::grant(&mut batch, &self.lessor, g).map(Response::LeaseGrant)
+                    }
+                    Some(Request::LeaseRevoke(r)) => {
+                        lease::revoke(&mut batch, &self.lessor, r, &mut events)
+                            .map(Response::LeaseRevoke)
+                    }
+                    Some(Request::LeaseExpired(e)) => {
+                        lease::expire(&mut batch, &self.lessor, &e.ids, &mut events)
+                            .map(Response::LeaseRevoke)
+                    }
+                    Some(Request::V2(r)) => Ok(Response::V2(v2::apply(&mut batch, &self.v2, r)?)),
+                    Some(Request::V2Auth(w)) => {
+                        Ok(Response::V2Auth(v2::apply_auth(&mut batch, &self.v2, w)?))
+                    }
+                    Some(Request::MemberAttributes(_)) | Some(Request::MemberUpdate(_)) => {
+                        // Membership lives beside the store (the apply loop keeps it); etcd counts
+                        // these writes in the v2 index.
+                        v2::bump(&mut batch, &self.v2);
+                        Ok(Response::Done)
+                    }
+                    None => Err(ApplyError::Unsupported("empty request")),
+                },
             };
             if result.is_err() {
                 // A failed request writes nothing.

@@ -85,6 +85,7 @@ fn alarms_survive_reopening_the_backend() {
         let request = rampart_proto::internal::RaftRequest {
             id: 1,
             request: Some(alarm(AlarmAction::Activate)),
+            requester: None,
         };
         applier
             .apply_batch(&[(1, request)], 1, rampart_mvcc::Durability::Immediate)

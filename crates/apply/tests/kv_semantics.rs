@@ -440,6 +440,7 @@ fn a_batch_is_answered_once_with_every_request() {
                 RaftRequest {
                     id: 100 + i,
                     request: Some(Request::Put(put_req(&format!("k{i}"), "v"))),
+                    requester: None,
                 },
             )
         })

@@ -113,6 +113,7 @@ fn leases_and_attachments_survive_reopen_and_snapshot_restore() {
             RaftRequest {
                 id: index,
                 request: Some(r),
+                requester: None,
             },
         );
         a.apply_batch(&[entry], index, Durability::Immediate)

@@ -96,7 +96,7 @@ proptest! {
                 }),
             };
             let applied = applier
-                .apply_batch(&[(index, RaftRequest { id: index, request: Some(request) })], index, Durability::None)
+                .apply_batch(&[(index, RaftRequest { id: index, request: Some(request), requester: None })], index, Durability::None)
                 .unwrap();
             let result = &applied[0].result;
             match o {
@@ -174,6 +174,7 @@ fn replaying_applied_entries_is_a_no_op_and_snapshots_round_trip() {
                     value: b"v".to_vec(),
                     ..Default::default()
                 })),
+                requester: None,
             },
         )
     };
@@ -218,6 +219,7 @@ fn put_entry(i: u64) -> (u64, RaftRequest) {
         RaftRequest {
             id: i,
             request: Some(request),
+            requester: None,
         },
     )
 }
@@ -286,6 +288,7 @@ fn restart_resumes_at_the_consistent_index_and_hashes_agree() {
                 revision: 10,
                 physical: true,
             })),
+            requester: None,
         },
     );
     a.apply_batch(std::slice::from_ref(&next), 41, Durability::None)

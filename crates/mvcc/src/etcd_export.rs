@@ -1,7 +1,8 @@
 //! The store in etcd 3.4's backend layout (bbolt buckets), for Maintenance.Snapshot: the file
 //! `etcdctl snapshot save` writes, `snapshot status` reads and `snapshot restore` turns into an
 //! etcd data dir. Buckets: `key` (revision → `mvccpb.KeyValue`, tombstones marked with a trailing
-//! `t`), `meta` (consistent index, compaction revisions), `lease` (`leasepb.Lease`), `alarm`.
+//! `t`), `meta` (consistent index, compaction revisions), `lease` (`leasepb.Lease`), `alarm`,
+//! and v3 auth's `auth` (enabled flag, revision), `authUsers` and `authRoles`.
 //! Membership is left out: a restore writes its own.
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use rampart_proto::mvccpb::KeyValue;
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::codec::{split_record, Version};
-use crate::store::{read_meta, Store, HISTORY, LEASES, META};
+use crate::store::{read_meta, Store, AUTH, HISTORY, LEASES, META};
 use crate::MvccError;
 
 /// etcd's revision key: main and sub revision, big-endian, joined by `_`; `t` marks a tombstone.
@@ -103,7 +104,29 @@ impl Store {
             );
         }
 
+        // v3 auth: rampart-auth's records ("enabled", "revision", "user/<name>", "role/<name>",
+        // users and roles encoded as authpb messages) in etcd's three auth buckets.
+        let auth_table = txn.open_table(AUTH).map_err(|e| err(&e))?;
+        let mut auth = BTreeMap::from([(b"authRevision".to_vec(), 1u64.to_be_bytes().to_vec())]);
+        let (mut users, mut roles) = (BTreeMap::new(), BTreeMap::new());
+        for item in auth_table.iter().map_err(|e| err(&e))? {
+            let (key, value) = item.map_err(|e| err(&e))?;
+            let (key, value) = (key.value(), value.value().to_vec());
+            if let Some(name) = key.strip_prefix("user/") {
+                users.insert(name.as_bytes().to_vec(), value);
+            } else if let Some(name) = key.strip_prefix("role/") {
+                roles.insert(name.as_bytes().to_vec(), value);
+            } else if key == "enabled" {
+                auth.insert(b"authEnabled".to_vec(), value);
+            } else if key == "revision" {
+                auth.insert(b"authRevision".to_vec(), value);
+            }
+        }
+
         let mut buckets = Buckets::new();
+        buckets.insert(b"auth".to_vec(), auth);
+        buckets.insert(b"authUsers".to_vec(), users);
+        buckets.insert(b"authRoles".to_vec(), roles);
         buckets.insert(b"key".to_vec(), keys);
         buckets.insert(b"meta".to_vec(), meta_bucket);
         buckets.insert(b"lease".to_vec(), leases);

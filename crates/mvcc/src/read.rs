@@ -15,6 +15,7 @@ pub struct ReadView {
     pub(crate) history: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
     pub(crate) leases: redb::ReadOnlyTable<i64, i64>,
     pub(crate) v2: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    pub(crate) auth: redb::ReadOnlyTable<&'static str, &'static [u8]>,
     pub(crate) meta: Meta,
     pub(crate) index: SharedIndex,
     pub(crate) path: PathBuf,
@@ -178,6 +179,16 @@ impl ReadView {
     pub fn v2_nodes(&self) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
         let mut out = Vec::new();
         for item in self.v2.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every v3 auth record: (key, bytes), by key.
+    pub fn auth_records(&self) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
+        let mut out = Vec::new();
+        for item in self.auth.iter().map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
             out.push((k.value().to_string(), v.value().to_vec()));
         }

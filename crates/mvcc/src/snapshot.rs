@@ -5,7 +5,7 @@
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use crate::store::{Store, HISTORY, LEASES, META, V2};
+use crate::store::{Store, AUTH, HISTORY, LEASES, META, V2};
 use crate::MvccError;
 
 /// Version 2: the history table keyed by revision replaced version 1's key and revision tables.
@@ -15,6 +15,7 @@ const TABLE_HISTORY: u8 = 6;
 const TABLE_META: u8 = 3;
 const TABLE_LEASES: u8 = 4;
 const TABLE_V2: u8 = 5;
+const TABLE_AUTH: u8 = 7;
 
 fn put_record(out: &mut Vec<u8>, table: u8, key: &[u8], value: &[u8]) {
     out.push(table);
@@ -64,6 +65,11 @@ impl Store {
             let (path, node) = item.map_err(|e| err(&e))?;
             put_record(&mut out, TABLE_V2, path.value().as_bytes(), node.value());
         }
+        let auth = txn.open_table(AUTH).map_err(|e| err(&e))?;
+        for item in auth.iter().map_err(|e| err(&e))? {
+            let (key, value) = item.map_err(|e| err(&e))?;
+            put_record(&mut out, TABLE_AUTH, key.value().as_bytes(), value.value());
+        }
         out.push(END);
         let sum = crc32c::crc32c(&out);
         out.extend_from_slice(&sum.to_le_bytes());
@@ -92,6 +98,7 @@ impl Store {
                 let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
                 let mut leases = txn.open_table(LEASES).map_err(|e| err(&e))?;
                 let mut v2 = txn.open_table(V2).map_err(|e| err(&e))?;
+                let mut auth = txn.open_table(AUTH).map_err(|e| err(&e))?;
                 let mut at = MAGIC.len();
                 loop {
                     let table = *body.get(at).ok_or_else(|| bad("truncated"))?;
@@ -121,6 +128,10 @@ impl Store {
                         TABLE_V2 => {
                             let path = std::str::from_utf8(key).map_err(|_| bad("v2 path"))?;
                             v2.insert(path, value).map_err(|e| err(&e))?;
+                        }
+                        TABLE_AUTH => {
+                            let name = std::str::from_utf8(key).map_err(|_| bad("auth key"))?;
+                            auth.insert(name, value).map_err(|e| err(&e))?;
                         }
                         _ => return Err(bad("unknown record")),
                     }

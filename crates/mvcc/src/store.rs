@@ -21,6 +21,9 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
 /// etcd's v2 key space (kept apart from v3 keys, as in etcd 3.4): path → encoded node.
 pub(crate) const V2: TableDefinition<&str, &[u8]> = TableDefinition::new("v2");
+/// etcd's v3 auth records (enabled flag, revision, users, roles): record key → bytes, as
+/// `rampart-auth` encodes them.
+pub(crate) const AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("auth");
 
 pub(crate) const META_CURRENT_REV: &str = "current_revision";
 pub(crate) const META_COMPACT_REV: &str = "compact_revision";
@@ -132,6 +135,8 @@ impl Store {
                 .map_err(|e| MvccError::backend(path, e))?;
             txn.open_table(V2)
                 .map_err(|e| MvccError::backend(path, e))?;
+            txn.open_table(AUTH)
+                .map_err(|e| MvccError::backend(path, e))?;
         }
         crate::legacy::migrate(&txn).map_err(|e| MvccError::backend(path, e))?;
         txn.commit().map_err(|e| MvccError::backend(path, e))?;
@@ -182,10 +187,12 @@ impl Store {
         let meta = read_meta(&meta_table).map_err(|e| MvccError::backend(&self.path, e))?;
         let leases = txn.open_table(LEASES).map_err(err)?;
         let v2 = txn.open_table(V2).map_err(err)?;
+        let auth = txn.open_table(AUTH).map_err(err)?;
         Ok(ReadView {
             history,
             leases,
             v2,
+            auth,
             meta,
             index: self.index.clone(),
             path: self.path.clone(),

@@ -9,7 +9,7 @@ use crate::codec::{encode_record, split_record, Version};
 use crate::index::{Rev, SharedIndex};
 use crate::read::live_revisions;
 use crate::store::{
-    check_revision, fetch, read_meta, Meta, RangeResult, Store, HISTORY, LEASES, META,
+    check_revision, fetch, read_meta, Meta, RangeResult, Store, AUTH, HISTORY, LEASES, META,
     META_COMPACT_REV, META_CONSISTENT_INDEX, META_CURRENT_REV, META_V2_INDEX, V2,
 };
 use crate::{range_bounds, MvccError};
@@ -293,6 +293,16 @@ impl WriteBatch {
         let mut t = self.txn.open_table(V2).map_err(|e| self.err(e))?;
         t.remove(path).map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Stores a v3 auth record (`None`: removes it).
+    pub fn auth_put(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), MvccError> {
+        let mut t = self.txn.open_table(AUTH).map_err(|e| self.err(e))?;
+        match value {
+            Some(v) => t.insert(key, v).map(|_| ()),
+            None => t.remove(key).map(|_| ()),
+        }
+        .map_err(|e| self.err(e))
     }
 
     pub fn set_v2_index(&mut self, index: u64) {

@@ -165,6 +165,11 @@ fn snapshots_restore_everything_and_refuse_damage() {
         9,
         &[("a", Some("1")), ("b", Some("2")), ("a", None)],
     );
+    // v3 auth records travel with the snapshot too.
+    let mut batch = source.write().unwrap();
+    batch.auth_put("user/alice", Some(b"record")).unwrap();
+    batch.auth_put("enabled", Some(&[1])).unwrap();
+    batch.commit(9, Durability::Immediate).unwrap();
     let snapshot = source.snapshot_bytes().unwrap();
     let mut target = Store::open(&dir.path().join("target")).unwrap();
     write(&target, 1, &[("stale", Some("x"))]);
@@ -173,6 +178,13 @@ fn snapshots_restore_everything_and_refuse_damage() {
     assert_eq!(view.meta(), source.read().unwrap().meta());
     assert_eq!(view.consistent_index(), 9);
     assert_eq!(view.range(b"stale", &[], 0, 0).unwrap().count, 0);
+    assert_eq!(
+        view.auth_records().unwrap(),
+        vec![
+            ("enabled".to_string(), vec![1]),
+            ("user/alice".to_string(), b"record".to_vec())
+        ]
+    );
     assert_eq!(
         view.hash_kv(0).unwrap(),
         source.read().unwrap().hash_kv(0).unwrap()

@@ -222,6 +222,7 @@ fn raft_request_envelope_fields() {
             key: b"a".to_vec(),
             ..Default::default()
         })),
+        requester: None,
     };
     // id=1, put=3 { key=1 }.
     assert_wire(&entry, &[0x08, 0x01, 0x1a, 0x03, 0x0a, 0x01, b'a']);
@@ -231,6 +232,7 @@ fn raft_request_envelope_fields() {
         request: Some(raft_request::Request::LeaseExpired(
             rampart_proto::internal::LeaseExpired { ids: vec![5, 6] },
         )),
+        requester: None,
     };
     // lease_expired=10 { ids=1 packed }.
     assert_wire(&expired, &[0x52, 0x04, 0x0a, 0x02, 0x05, 0x06]);

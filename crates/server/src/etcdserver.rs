@@ -128,6 +128,9 @@ pub struct ServerParts {
     pub election_timeout: Duration,
     pub lease_forwarder: LeaseForwarder,
     pub watch_hub: Arc<WatchHub>,
+    /// `--bcrypt-cost` and `--auth-token-ttl`.
+    pub bcrypt_cost: u32,
+    pub auth_token_ttl: Duration,
 }
 
 pub struct EtcdServer {
@@ -136,6 +139,11 @@ pub struct EtcdServer {
     pub raft: RaftHandle,
     pub applier: Arc<RwLock<Applier>>,
     pub lessor: Arc<Lessor>,
+    /// The v3 auth state and this member's tokens (shared with the applier, which alone
+    /// changes them).
+    pub auth: rampart_apply::auth::SharedAuth,
+    pub tokens: Arc<rampart_auth::SimpleTokens>,
+    pub bcrypt_cost: u32,
     pub waiters: Arc<Waiters>,
     pub applied: watch::Receiver<u64>,
     pub limits: Limits,
@@ -151,6 +159,9 @@ pub struct EtcdServer {
 impl EtcdServer {
     pub fn new(parts: ServerParts) -> EtcdServer {
         let lessor = parts.applier.read().expect("applier").lessor().clone();
+        let auth = parts.applier.read().expect("applier").auth().clone();
+        let tokens = parts.applier.read().expect("applier").tokens().clone();
+        tokens.set_ttl(parts.auth_token_ttl);
         let db_path = parts
             .applier
             .read()
@@ -165,6 +176,9 @@ impl EtcdServer {
             raft: parts.raft,
             applier: parts.applier,
             lessor,
+            auth,
+            tokens,
+            bcrypt_cost: parts.bcrypt_cost,
             waiters: parts.waiters,
             applied: parts.applied,
             limits: parts.limits,
@@ -213,10 +227,21 @@ impl EtcdServer {
 
     /// Proposes `request` through Raft and waits until this member has applied it.
     pub async fn propose(&self, request: raft_request::Request) -> Result<Response, Status> {
+        self.propose_as(request, None).await
+    }
+
+    /// [`EtcdServer::propose`] for a client's request made as `requester` (auth on): applying
+    /// it checks the requester's permissions at that point in the log.
+    pub async fn propose_as(
+        &self,
+        request: raft_request::Request,
+        requester: Option<rampart_proto::internal::Requester>,
+    ) -> Result<Response, Status> {
         let id = self.ids.next();
         let envelope = RaftRequest {
             id,
             request: Some(request),
+            requester,
         };
         let data = envelope.encode_to_vec();
         // The size limit covers what goes into the log, as etcd's does.
@@ -287,6 +312,7 @@ impl EtcdServer {
         let data = RaftRequest {
             id: self.ids.next(),
             request: Some(request),
+            requester: None,
         }
         .encode_to_vec();
         self.raft

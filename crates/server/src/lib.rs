@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod apply_loop;
+pub mod auth;
 pub mod bootstrap;
 pub mod conf_recovery;
 pub mod errors;

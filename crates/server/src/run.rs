@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rampart_proto::etcdserverpb::auth_server::AuthServer;
 use rampart_proto::etcdserverpb::cluster_server::ClusterServer;
 use rampart_proto::etcdserverpb::kv_server::KvServer;
 use rampart_proto::etcdserverpb::lease_server::LeaseServer;
@@ -19,6 +20,7 @@ use rampart_tls::{ClientTls, ServerTls, TlsIncoming, TlsOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::v3::auth::AuthService;
 use crate::api::v3::cluster::ClusterService;
 use crate::api::v3::kv::KvService;
 use crate::api::v3::lease::LeaseService;
@@ -197,6 +199,8 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         election_timeout: settings.election_timeout,
         lease_forwarder: LeaseForwarder::new(connect),
         watch_hub: watch_hub.clone(),
+        bcrypt_cost: settings.bcrypt_cost,
+        auth_token_ttl: settings.auth_token_ttl,
     }));
 
     let mut tasks = vec![
@@ -407,6 +411,9 @@ fn client_routes(
         MaintenanceServer::new(MaintenanceService::new(server.clone()))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        AuthServer::new(AuthService::new(server.clone())).max_decoding_message_size(max_message),
     )
     .add_service(health_service);
     let mut router = grpc

@@ -43,6 +43,52 @@ pub struct ServerSettings {
     pub enable_v2: bool,
     /// `--force-new-cluster`: drop every other member and start as a one-member cluster.
     pub force_new_cluster: bool,
+    /// `--bcrypt-cost`: cost of the password hashes of v3 auth users (4 to 31).
+    pub bcrypt_cost: u32,
+    /// `--auth-token-ttl`: how long an unused simple token stays valid.
+    pub auth_token_ttl: Duration,
+}
+
+/// `--bcrypt-cost` (etcd's default 10; bcrypt allows 4 to 31).
+fn bcrypt_cost(value: Option<&String>) -> Result<u32, crate::ServerError> {
+    let Some(v) = value else {
+        return Ok(rampart_auth::password::DEFAULT_BCRYPT_COST);
+    };
+    match v.parse::<u32>() {
+        Ok(cost) if (4..=31).contains(&cost) => Ok(cost),
+        _ => Err(crate::ServerError::Config(format!(
+            "invalid value {v:?} for flag -bcrypt-cost: expected a number from 4 to 31"
+        ))),
+    }
+}
+
+/// `--auth-token` (only `simple` here) and `--auth-token-ttl` in seconds (etcd's default 300).
+fn auth_token(
+    provider: Option<&String>,
+    ttl: Option<&String>,
+) -> Result<Duration, crate::ServerError> {
+    match provider.map(|p| p.split(',').next().unwrap_or_default()) {
+        None | Some("simple") => {}
+        Some("jwt") => {
+            return Err(crate::ServerError::Config(
+                "--auth-token jwt is not supported: Rampart hands out simple tokens (--auth-token simple, the default)".into(),
+            ))
+        }
+        Some(other) => {
+            return Err(crate::ServerError::Config(format!(
+                "invalid value {other:?} for flag -auth-token: expected simple"
+            )))
+        }
+    }
+    match ttl {
+        None => Ok(rampart_auth::DEFAULT_TOKEN_TTL),
+        Some(v) => match v.parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => Err(crate::ServerError::Config(format!(
+                "invalid value {v:?} for flag -auth-token-ttl: expected a number of seconds above 0"
+            ))),
+        },
+    }
 }
 
 impl ServerSettings {
@@ -108,6 +154,8 @@ pub fn from_config(c: &rampart_config::ServerConfig) -> Result<ServerSettings, c
         },
         enable_v2: c.enable_v2,
         force_new_cluster: c.force_new_cluster,
+        bcrypt_cost: bcrypt_cost(c.values.get("bcrypt-cost"))?,
+        auth_token_ttl: auth_token(c.values.get("auth-token"), c.values.get("auth-token-ttl"))?,
     })
 }
 

@@ -168,6 +168,11 @@ fn build_server_config(o: &TlsOptions) -> Result<ServerConfig, TlsError> {
             .build()
             .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))?;
         let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+            Arc::new(crate::trusted_self_signed::ClientVerifier::new(
+                verifier,
+                load::certs("--trusted-ca-file", ca)?,
+            ));
+        let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
             if o.allowed_cn.is_empty() && o.allowed_hostname.is_empty() {
                 verifier
             } else {

@@ -31,6 +31,7 @@ impl Harness {
             RaftRequest {
                 id: self.index,
                 request: Some(request),
+                requester: None,
             },
         );
         let mut applied = self

@@ -8,18 +8,22 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use futures::{Stream, StreamExt as _};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use rampart_proto::etcdserverpb::auth_server::Auth as _;
 use rampart_proto::etcdserverpb::cluster_server::Cluster as _;
 use rampart_proto::etcdserverpb::kv_server::Kv as _;
 use rampart_proto::etcdserverpb::lease_server::Lease as _;
 use rampart_proto::etcdserverpb::maintenance_server::Maintenance as _;
+use rampart_tls::incoming::ConnInfo;
 use tonic::{Code, Status};
 
+use crate::api::v3::auth::AuthService;
 use crate::api::v3::cluster::ClusterService;
 use crate::api::v3::kv::KvService;
 use crate::api::v3::lease::{serve_keep_alive_stream, LeaseService};
@@ -122,10 +126,26 @@ fn json_response<T: prost::Message>(type_name: &str, result: Result<T, Status>) 
     }
 }
 
+/// What a gateway call passes on to the gRPC handler: the token (HTTP `Authorization`, as
+/// etcd's gateway takes it) and the connection (the client certificate's CN).
+struct CallContext {
+    metadata: tonic::metadata::MetadataMap,
+    conn: Option<ConnInfo>,
+}
+
+fn with_context<T>(message: T, ctx: &CallContext) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = ctx.metadata.clone();
+    if let Some(conn) = &ctx.conn {
+        request.extensions_mut().insert(conn.clone());
+    }
+    request
+}
+
 macro_rules! unary {
-    ($body:expr, $req:literal, $resp:literal, $call:expr) => {{
+    ($ctx:expr, $body:expr, $req:literal, $resp:literal, $call:expr) => {{
         let result = match from_json($req, &$body) {
-            Ok(request) => $call(tonic::Request::new(request))
+            Ok(request) => $call(with_context(request, &$ctx))
                 .await
                 .map(|r: tonic::Response<_>| r.into_inner()),
             Err(status) => Err(status),
@@ -177,62 +197,86 @@ fn streaming<T: prost::Message + 'static>(
 async fn call(
     State(server): State<Arc<EtcdServer>>,
     Path(method): Path<String>,
+    conn: Option<Extension<ConnInfo>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        metadata.insert("token", token);
+    }
+    let ctx = CallContext {
+        metadata,
+        conn: conn.map(|Extension(c)| c),
+    };
+    let auth = AuthService::new(server.clone());
     let kv = KvService::new(server.clone());
     let lease = LeaseService::new(server.clone());
     let cluster = ClusterService::new(server.clone());
     let maintenance = MaintenanceService::new(server.clone());
     match method.trim_end_matches('/') {
         "kv/range" => unary!(
+            ctx,
             body,
             "etcdserverpb.RangeRequest",
             "etcdserverpb.RangeResponse",
             |r| kv.range(r)
         ),
         "kv/put" => unary!(
+            ctx,
             body,
             "etcdserverpb.PutRequest",
             "etcdserverpb.PutResponse",
             |r| kv.put(r)
         ),
         "kv/deleterange" => unary!(
+            ctx,
             body,
             "etcdserverpb.DeleteRangeRequest",
             "etcdserverpb.DeleteRangeResponse",
             |r| kv.delete_range(r)
         ),
         "kv/txn" => unary!(
+            ctx,
             body,
             "etcdserverpb.TxnRequest",
             "etcdserverpb.TxnResponse",
             |r| kv.txn(r)
         ),
         "kv/compaction" => unary!(
+            ctx,
             body,
             "etcdserverpb.CompactionRequest",
             "etcdserverpb.CompactionResponse",
             |r| kv.compact(r)
         ),
         "lease/grant" => unary!(
+            ctx,
             body,
             "etcdserverpb.LeaseGrantRequest",
             "etcdserverpb.LeaseGrantResponse",
             |r| lease.lease_grant(r)
         ),
         "lease/revoke" | "kv/lease/revoke" => unary!(
+            ctx,
             body,
             "etcdserverpb.LeaseRevokeRequest",
             "etcdserverpb.LeaseRevokeResponse",
             |r| lease.lease_revoke(r)
         ),
         "lease/timetolive" | "kv/lease/timetolive" => unary!(
+            ctx,
             body,
             "etcdserverpb.LeaseTimeToLiveRequest",
             "etcdserverpb.LeaseTimeToLiveResponse",
             |r| lease.lease_time_to_live(r)
         ),
         "lease/leases" | "kv/lease/leases" => unary!(
+            ctx,
             body,
             "etcdserverpb.LeaseLeasesRequest",
             "etcdserverpb.LeaseLeasesResponse",
@@ -247,73 +291,206 @@ async fn call(
         ),
         "watch" => streaming(
             "etcdserverpb.WatchResponse",
-            serve_watch_stream(&server, requests_in("etcdserverpb.WatchRequest", body)),
+            match server
+                .requester_from(&ctx.metadata, ctx.conn.as_ref())
+                .await
+            {
+                Ok(requester) => serve_watch_stream(
+                    &server,
+                    requester.map(|r| r.user),
+                    requests_in("etcdserverpb.WatchRequest", body),
+                ),
+                Err(status) => return error_response(&status),
+            },
         ),
         "cluster/member/list" => unary!(
+            ctx,
             body,
             "etcdserverpb.MemberListRequest",
             "etcdserverpb.MemberListResponse",
             |r| cluster.member_list(r)
         ),
         "cluster/member/add" => unary!(
+            ctx,
             body,
             "etcdserverpb.MemberAddRequest",
             "etcdserverpb.MemberAddResponse",
             |r| cluster.member_add(r)
         ),
         "cluster/member/remove" => unary!(
+            ctx,
             body,
             "etcdserverpb.MemberRemoveRequest",
             "etcdserverpb.MemberRemoveResponse",
             |r| cluster.member_remove(r)
         ),
         "cluster/member/update" => unary!(
+            ctx,
             body,
             "etcdserverpb.MemberUpdateRequest",
             "etcdserverpb.MemberUpdateResponse",
             |r| cluster.member_update(r)
         ),
         "cluster/member/promote" => unary!(
+            ctx,
             body,
             "etcdserverpb.MemberPromoteRequest",
             "etcdserverpb.MemberPromoteResponse",
             |r| cluster.member_promote(r)
         ),
         "maintenance/status" => unary!(
+            ctx,
             body,
             "etcdserverpb.StatusRequest",
             "etcdserverpb.StatusResponse",
             |r| maintenance.status(r)
         ),
         "maintenance/alarm" => unary!(
+            ctx,
             body,
             "etcdserverpb.AlarmRequest",
             "etcdserverpb.AlarmResponse",
             |r| maintenance.alarm(r)
         ),
         "maintenance/hash" => unary!(
+            ctx,
             body,
             "etcdserverpb.HashRequest",
             "etcdserverpb.HashResponse",
             |r| maintenance.hash(r)
         ),
         "maintenance/hashkv" => unary!(
+            ctx,
             body,
             "etcdserverpb.HashKVRequest",
             "etcdserverpb.HashKVResponse",
             |r| maintenance.hash_kv(r)
         ),
         "maintenance/defragment" => unary!(
+            ctx,
             body,
             "etcdserverpb.DefragmentRequest",
             "etcdserverpb.DefragmentResponse",
             |r| maintenance.defragment(r)
         ),
         "maintenance/transfer-leadership" => unary!(
+            ctx,
             body,
             "etcdserverpb.MoveLeaderRequest",
             "etcdserverpb.MoveLeaderResponse",
             |r| maintenance.move_leader(r)
+        ),
+        "auth/enable" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthEnableRequest",
+            "etcdserverpb.AuthEnableResponse",
+            |r| auth.auth_enable(r)
+        ),
+        "auth/disable" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthDisableRequest",
+            "etcdserverpb.AuthDisableResponse",
+            |r| auth.auth_disable(r)
+        ),
+        "auth/authenticate" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthenticateRequest",
+            "etcdserverpb.AuthenticateResponse",
+            |r| auth.authenticate(r)
+        ),
+        "auth/user/add" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthUserAddRequest",
+            "etcdserverpb.AuthUserAddResponse",
+            |r| auth.user_add(r)
+        ),
+        "auth/user/get" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthUserGetRequest",
+            "etcdserverpb.AuthUserGetResponse",
+            |r| auth.user_get(r)
+        ),
+        "auth/user/list" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthUserListRequest",
+            "etcdserverpb.AuthUserListResponse",
+            |r| auth.user_list(r)
+        ),
+        "auth/user/delete" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthUserDeleteRequest",
+            "etcdserverpb.AuthUserDeleteResponse",
+            |r| auth.user_delete(r)
+        ),
+        "auth/user/changepw" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthUserChangePasswordRequest",
+            "etcdserverpb.AuthUserChangePasswordResponse",
+            |r| auth.user_change_password(r)
+        ),
+        "auth/user/grant" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthUserGrantRoleRequest",
+            "etcdserverpb.AuthUserGrantRoleResponse",
+            |r| auth.user_grant_role(r)
+        ),
+        "auth/user/revoke" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthUserRevokeRoleRequest",
+            "etcdserverpb.AuthUserRevokeRoleResponse",
+            |r| auth.user_revoke_role(r)
+        ),
+        "auth/role/add" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthRoleAddRequest",
+            "etcdserverpb.AuthRoleAddResponse",
+            |r| auth.role_add(r)
+        ),
+        "auth/role/get" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthRoleGetRequest",
+            "etcdserverpb.AuthRoleGetResponse",
+            |r| auth.role_get(r)
+        ),
+        "auth/role/list" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthRoleListRequest",
+            "etcdserverpb.AuthRoleListResponse",
+            |r| auth.role_list(r)
+        ),
+        "auth/role/delete" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthRoleDeleteRequest",
+            "etcdserverpb.AuthRoleDeleteResponse",
+            |r| auth.role_delete(r)
+        ),
+        "auth/role/grant" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthRoleGrantPermissionRequest",
+            "etcdserverpb.AuthRoleGrantPermissionResponse",
+            |r| auth.role_grant_permission(r)
+        ),
+        "auth/role/revoke" => unary!(
+            ctx,
+            body,
+            "etcdserverpb.AuthRoleRevokePermissionRequest",
+            "etcdserverpb.AuthRoleRevokePermissionResponse",
+            |r| auth.role_revoke_permission(r)
         ),
         other => error_response(&Status::unimplemented(format!(
             "the JSON gateway does not serve /v3/{other}"

@@ -70,6 +70,8 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        // Changing membership is for root users once auth is on (etcd 3.4).
+        self.server.check_admin(&request).await?;
         let req = request.into_inner();
         self.check_peer_urls(&req.peer_ur_ls, None)?;
         let now = std::time::SystemTime::now()
@@ -104,6 +106,8 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        // Changing membership is for root users once auth is on (etcd 3.4).
+        self.server.check_admin(&request).await?;
         let id = request.into_inner().id;
         let member = self.server.membership.get(id).ok_or_else(Self::not_found)?;
         self.server
@@ -119,6 +123,8 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        // Changing membership is for root users once auth is on (etcd 3.4).
+        self.server.check_admin(&request).await?;
         let req = request.into_inner();
         if self.server.membership.get(req.id).is_none() {
             return Err(Self::not_found());
@@ -158,6 +164,8 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        // Changing membership is for root users once auth is on (etcd 3.4).
+        self.server.check_admin(&request).await?;
         let id = request.into_inner().id;
         let member = self.server.membership.get(id).ok_or_else(Self::not_found)?;
         if !member.is_learner {

@@ -41,12 +41,15 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<tonic::Response<RangeResponse>, Status> {
+        let requester = self.server.requester(&request).await?;
         let req = request.into_inner();
         self.server.check_size(req.encoded_len())?;
         validate::range(&req).map_err(|e| apply_status(&e))?;
         if !req.serializable {
             self.server.linearizable_barrier().await?;
         }
+        self.server
+            .check_read(requester.as_ref(), &req.key, &req.range_end)?;
         let mut resp = self
             .server
             .applier
@@ -62,12 +65,13 @@ impl Kv for KvService {
         &self,
         request: Request<PutRequest>,
     ) -> Result<tonic::Response<PutResponse>, Status> {
+        let requester = self.server.requester(&request).await?;
         let req = request.into_inner();
         validate::put(&req).map_err(|e| apply_status(&e))?;
         self.server
             .check_quota(crate::quota::put_cost(&req))
             .await?;
-        match self.server.propose(Op::Put(req)).await? {
+        match self.server.propose_as(Op::Put(req), requester).await? {
             Response::Put(mut resp) => {
                 self.finish_header(&mut resp.header);
                 Ok(tonic::Response::new(resp))
@@ -80,9 +84,14 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<tonic::Response<DeleteRangeResponse>, Status> {
+        let requester = self.server.requester(&request).await?;
         let req = request.into_inner();
         validate::delete_range(&req).map_err(|e| apply_status(&e))?;
-        match self.server.propose(Op::DeleteRange(req)).await? {
+        match self
+            .server
+            .propose_as(Op::DeleteRange(req), requester)
+            .await?
+        {
             Response::DeleteRange(mut resp) => {
                 self.finish_header(&mut resp.header);
                 Ok(tonic::Response::new(resp))
@@ -95,12 +104,13 @@ impl Kv for KvService {
         &self,
         request: Request<TxnRequest>,
     ) -> Result<tonic::Response<TxnResponse>, Status> {
+        let requester = self.server.requester(&request).await?;
         let req = request.into_inner();
         validate::txn(&req, self.server.limits.max_txn_ops).map_err(|e| apply_status(&e))?;
         self.server
             .check_quota(crate::quota::txn_cost(&req))
             .await?;
-        match self.server.propose(Op::Txn(req)).await? {
+        match self.server.propose_as(Op::Txn(req), requester).await? {
             Response::Txn(mut resp) => {
                 self.finish_header(&mut resp.header);
                 Ok(tonic::Response::new(resp))
@@ -113,8 +123,13 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<tonic::Response<CompactionResponse>, Status> {
+        let requester = self.server.requester(&request).await?;
         let req = request.into_inner();
-        match self.server.propose(Op::Compaction(req)).await? {
+        match self
+            .server
+            .propose_as(Op::Compaction(req), requester)
+            .await?
+        {
             Response::Compaction(mut resp) => {
                 self.finish_header(&mut resp.header);
                 Ok(tonic::Response::new(resp))

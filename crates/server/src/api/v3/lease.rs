@@ -105,8 +105,13 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<tonic::Response<LeaseRevokeResponse>, Status> {
+        let requester = self.server.requester(&request).await?;
         let req = request.into_inner();
-        match self.server.propose(Op::LeaseRevoke(req)).await? {
+        match self
+            .server
+            .propose_as(Op::LeaseRevoke(req), requester)
+            .await?
+        {
             Response::LeaseRevoke(mut resp) => {
                 let revision = resp.header.map(|h| h.revision).unwrap_or(0);
                 resp.header = Some(self.server.header(revision));

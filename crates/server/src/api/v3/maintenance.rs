@@ -102,8 +102,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.server.check_admin(&request).await?;
         // Local to this member, like etcd's; writes wait while the file is rewritten.
         let applier = self.server.applier.clone();
         let started = std::time::Instant::now();
@@ -117,7 +118,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.server.check_admin(&request).await?;
         let applier = self.server.applier.read().expect("applier");
         let revision = applier.current_revision();
         let hash = applier.hash_kv(0).map_err(|e| apply_status(&e))?;
@@ -131,6 +133,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.server.check_admin(&request).await?;
         let req = request.into_inner();
         let applier = self.server.applier.read().expect("applier");
         let hash = applier
@@ -149,8 +152,9 @@ impl Maintenance for MaintenanceService {
     /// SHA-256, as etcd sends it: `etcdctl snapshot save/status/restore` work on it unchanged.
     async fn snapshot(
         &self,
-        _request: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.server.check_admin(&request).await?;
         let applier = self.server.applier.clone();
         let file = tokio::task::spawn_blocking(move || {
             let buckets = applier

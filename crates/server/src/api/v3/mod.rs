@@ -1,6 +1,7 @@
 //! etcd's v3 gRPC services. Handlers validate, then either read locally (serializable, or after a
 //! ReadIndex barrier) or propose through Raft and wait for the apply result.
 
+pub mod auth;
 pub mod cluster;
 pub mod kv;
 pub mod lease;

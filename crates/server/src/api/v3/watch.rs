@@ -38,9 +38,11 @@ impl Drop for StreamGuard {
 }
 
 /// Serves one watch stream: requests from `incoming`, responses on the returned stream (used by
-/// the gRPC service and by the JSON gateway).
+/// the gRPC service and by the JSON gateway). With auth on, `user` (who opened the stream) must
+/// be allowed to read what each watcher watches, by the auth state when the watcher is created.
 pub fn serve_watch_stream<S>(
     server: &EtcdServer,
+    user: Option<String>,
     mut incoming: S,
 ) -> impl Stream<Item = Result<WatchResponse, Status>> + Send + 'static
 where
@@ -49,6 +51,7 @@ where
     let hub = server.watch_hub.clone();
     let (stream, outbox, rx) = hub.open_stream();
     let max_request_bytes = server.limits.max_request_bytes;
+    let auth = server.auth.clone();
     tokio::spawn(async move {
         let _guard = StreamGuard {
             hub: hub.clone(),
@@ -69,6 +72,34 @@ where
             }
             let reply = match req.request_union {
                 Some(RequestUnion::CreateRequest(create)) => {
+                    let permitted = {
+                        let store = auth.read().unwrap_or_else(|p| p.into_inner());
+                        let requester = user.clone().map(|u| store.requester(u));
+                        store.check_keys(
+                            requester.as_ref(),
+                            &create.key,
+                            &create.range_end,
+                            rampart_auth::PermType::Read,
+                        )
+                    };
+                    if let Err(e) = permitted {
+                        // etcd sends the gRPC error's full text as the cancel reason.
+                        let reply = WatchResponse {
+                            header: Some(hub.header(hub.revision())),
+                            watch_id: -1,
+                            created: true,
+                            canceled: true,
+                            cancel_reason: format!(
+                                "rpc error: code = {:?} desc = {e}",
+                                e.grpc_code()
+                            ),
+                            ..Default::default()
+                        };
+                        if outbox.send(reply).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     let (reply, created) = match hub.create(stream, &create) {
                         Ok((id, revision)) => (
                             WatchResponse {
@@ -129,7 +160,8 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<tonic::Response<Self::WatchStream>, Status> {
-        let responses = serve_watch_stream(&self.server, request.into_inner());
+        let user = self.server.requester(&request).await?.map(|r| r.user);
+        let responses = serve_watch_stream(&self.server, user, request.into_inner());
         Ok(tonic::Response::new(Box::pin(responses)))
     }
 }
