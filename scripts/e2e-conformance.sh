@@ -63,8 +63,7 @@ tests=(
   TestCtlV3MemberUpdatePeerTLS
   # Gateway and proxy (issue 6)
   TestGateway TestGrpcproxyAndListenCipherSuite TestGrpcproxyAndCommonName
-  # v3 auth: users, roles, permissions, simple tokens, client certificate CNs. Not the *JWT tests:
-  # Rampart has simple tokens only (--auth-token jwt is refused at start).
+  # v3 auth: users, roles, permissions, simple tokens and JWTs, client certificate CNs.
   TestCtlV3AuthCertCN TestCtlV3AuthCertCNAndUsername TestCtlV3AuthCertCNAndUsernameNoPassword
   TestCtlV3AuthCertCNWithWithConcurrentOperation
   TestCtlV3AuthEnable TestCtlV3AuthDisable TestCtlV3AuthWriteKey TestCtlV3AuthRoleUpdate
@@ -81,6 +80,8 @@ tests=(
   TestCtlV3UserDeleteNoTLS TestCtlV3UserDeleteClientTLS TestCtlV3UserDeletePeerTLS TestCtlV3UserDeleteClientAutoTLS
   TestCtlV3UserPasswd TestCtlV3UserPasswdNoTLS TestCtlV3UserPasswdClientTLS TestCtlV3UserPasswdPeerTLS
   TestCtlV3UserPasswdClientAutoTLS TestV3CurlAuth TestV3CurlAuthClientTLSCertAuth
+  TestCtlV3AuthTxnJWT TestCtlV3AuthAndWatchJWT TestCtlV3AuthLeaseGrantLeasesJWT TestCtlV3AuthSnapshotJWT
+  TestCtlV3AuthJWTExpire
 )
 # Client-only features (issue 7): concurrency recipes and mirroring work against any server.
 # The v2 `backup` of a Rampart data dir needs our etcdctl (the real one reads only etcd's WAL).

@@ -3,7 +3,7 @@
 //! the token when it applies the Authenticate entry, so any member accepts it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ const RANDOM_LEN: usize = 16;
 pub struct SimpleTokens {
     /// Time to live in milliseconds (set from `--auth-token-ttl` once the member starts).
     ttl_ms: AtomicU64,
+    /// Off when the member hands out JWTs instead (nothing to remember then).
+    off: AtomicBool,
     tokens: Mutex<HashMap<String, Holder>>,
 }
 
@@ -38,6 +40,7 @@ impl SimpleTokens {
     pub fn new(ttl: Duration) -> SimpleTokens {
         SimpleTokens {
             ttl_ms: AtomicU64::new(ttl.as_millis() as u64),
+            off: AtomicBool::new(false),
             tokens: Mutex::new(HashMap::new()),
         }
     }
@@ -54,6 +57,12 @@ impl SimpleTokens {
         self.ttl_ms.store(ttl.as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Stops remembering tokens (the member uses JWTs, which carry their user themselves).
+    pub fn turn_off(&self) {
+        self.off.store(true, Ordering::Relaxed);
+        self.clear();
+    }
+
     fn ttl(&self) -> Duration {
         Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
     }
@@ -64,6 +73,9 @@ impl SimpleTokens {
 
     /// Gives `token` to `user` (applying Authenticate). Expired tokens are dropped here.
     pub fn assign(&self, token: &str, user: &str) {
+        if self.off.load(Ordering::Relaxed) {
+            return;
+        }
         let now = Instant::now();
         let mut tokens = self.lock();
         tokens.retain(|_, h| h.expires > now);

@@ -5,7 +5,8 @@
 //! A request names its user by a token from Authenticate (gRPC metadata `token`, as etcd 3.4's
 //! clients send it, or `authorization`, as the JSON gateway and newer clients do) or, without
 //! one, by the CN of its client certificate: our acceptor asks for certificates only under
-//! `--client-cert-auth`, which is when etcd uses the CN.
+//! `--client-cert-auth`, which is when etcd uses the CN. Tokens are simple ones (a table on
+//! every member) or, with `--auth-token jwt,...`, JWTs checked with the public key.
 
 use rampart_auth::{AuthError, PermType};
 use rampart_proto::internal::Requester;
@@ -61,6 +62,17 @@ impl EtcdServer {
                 .and_then(|c| c.peer_common_name.clone())
                 .map(|cn| self.auth_store().requester(cn)));
         };
+        if let Some(jwt) = &self.jwt {
+            // A JWT names the auth revision it was made at: after a change of users or roles
+            // the request fails as "old revision" and the client authenticates again.
+            return match jwt.verify(token) {
+                Some((user, auth_revision)) => Ok(Some(Requester {
+                    user,
+                    auth_revision,
+                })),
+                None => Err(auth_status(&AuthError::InvalidAuthToken)),
+            };
+        }
         if let Some(user) = self.tokens.user_of(token) {
             return Ok(Some(self.auth_store().requester(user)));
         }

@@ -128,9 +128,10 @@ pub struct ServerParts {
     pub election_timeout: Duration,
     pub lease_forwarder: LeaseForwarder,
     pub watch_hub: Arc<WatchHub>,
-    /// `--bcrypt-cost` and `--auth-token-ttl`.
+    /// `--bcrypt-cost`, `--auth-token-ttl` and `--auth-token jwt,...`.
     pub bcrypt_cost: u32,
     pub auth_token_ttl: Duration,
+    pub jwt: Option<Arc<rampart_auth::jwt::JwtTokens>>,
 }
 
 pub struct EtcdServer {
@@ -143,6 +144,8 @@ pub struct EtcdServer {
     /// changes them).
     pub auth: rampart_apply::auth::SharedAuth,
     pub tokens: Arc<rampart_auth::SimpleTokens>,
+    /// JWTs instead of simple tokens (`--auth-token jwt,...`).
+    pub jwt: Option<Arc<rampart_auth::jwt::JwtTokens>>,
     pub bcrypt_cost: u32,
     pub waiters: Arc<Waiters>,
     pub applied: watch::Receiver<u64>,
@@ -162,6 +165,9 @@ impl EtcdServer {
         let auth = parts.applier.read().expect("applier").auth().clone();
         let tokens = parts.applier.read().expect("applier").tokens().clone();
         tokens.set_ttl(parts.auth_token_ttl);
+        if parts.jwt.is_some() {
+            tokens.turn_off();
+        }
         let db_path = parts
             .applier
             .read()
@@ -178,6 +184,7 @@ impl EtcdServer {
             lessor,
             auth,
             tokens,
+            jwt: parts.jwt,
             bcrypt_cost: parts.bcrypt_cost,
             waiters: parts.waiters,
             applied: parts.applied,

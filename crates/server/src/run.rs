@@ -201,6 +201,7 @@ pub async fn run(settings: ServerSettings) -> Result<RunningServer, ServerError>
         watch_hub: watch_hub.clone(),
         bcrypt_cost: settings.bcrypt_cost,
         auth_token_ttl: settings.auth_token_ttl,
+        jwt: settings.jwt.clone(),
     }));
 
     let mut tasks = vec![

@@ -47,6 +47,8 @@ pub struct ServerSettings {
     pub bcrypt_cost: u32,
     /// `--auth-token-ttl`: how long an unused simple token stays valid.
     pub auth_token_ttl: Duration,
+    /// `--auth-token jwt,...`: JWTs instead of simple tokens.
+    pub jwt: Option<std::sync::Arc<rampart_auth::jwt::JwtTokens>>,
 }
 
 /// `--bcrypt-cost` (etcd's default 10; bcrypt allows 4 to 31).
@@ -62,24 +64,27 @@ fn bcrypt_cost(value: Option<&String>) -> Result<u32, crate::ServerError> {
     }
 }
 
-/// `--auth-token` (only `simple` here) and `--auth-token-ttl` in seconds (etcd's default 300).
-fn auth_token(
+/// `--auth-token`: `simple` (the default) or `jwt,pub-key=...,priv-key=...,sign-method=...`.
+fn jwt_tokens(
     provider: Option<&String>,
-    ttl: Option<&String>,
-) -> Result<Duration, crate::ServerError> {
-    match provider.map(|p| p.split(',').next().unwrap_or_default()) {
-        None | Some("simple") => {}
-        Some("jwt") => {
-            return Err(crate::ServerError::Config(
-                "--auth-token jwt is not supported: Rampart hands out simple tokens (--auth-token simple, the default)".into(),
-            ))
-        }
-        Some(other) => {
-            return Err(crate::ServerError::Config(format!(
-                "invalid value {other:?} for flag -auth-token: expected simple"
-            )))
-        }
+) -> Result<Option<std::sync::Arc<rampart_auth::jwt::JwtTokens>>, crate::ServerError> {
+    let Some(value) = provider else {
+        return Ok(None);
+    };
+    let (kind, options) = value.split_once(',').unwrap_or((value.as_str(), ""));
+    match kind {
+        "simple" => Ok(None),
+        "jwt" => rampart_auth::jwt::JwtTokens::from_options(options)
+            .map(|j| Some(std::sync::Arc::new(j)))
+            .map_err(crate::ServerError::Config),
+        other => Err(crate::ServerError::Config(format!(
+            "invalid value {other:?} for flag -auth-token: expected simple or jwt,..."
+        ))),
     }
+}
+
+/// `--auth-token-ttl` in seconds (etcd's default 300), for simple tokens.
+fn auth_token_ttl(ttl: Option<&String>) -> Result<Duration, crate::ServerError> {
     match ttl {
         None => Ok(rampart_auth::DEFAULT_TOKEN_TTL),
         Some(v) => match v.parse::<u64>() {
@@ -155,7 +160,8 @@ pub fn from_config(c: &rampart_config::ServerConfig) -> Result<ServerSettings, c
         enable_v2: c.enable_v2,
         force_new_cluster: c.force_new_cluster,
         bcrypt_cost: bcrypt_cost(c.values.get("bcrypt-cost"))?,
-        auth_token_ttl: auth_token(c.values.get("auth-token"), c.values.get("auth-token-ttl"))?,
+        auth_token_ttl: auth_token_ttl(c.values.get("auth-token-ttl"))?,
+        jwt: jwt_tokens(c.values.get("auth-token"))?,
     })
 }
 

@@ -120,7 +120,12 @@ impl Auth for AuthService {
             if !matches {
                 return Err(auth_status(&AuthError::AuthFailed));
             }
-            let token = SimpleTokens::generate(self.server.next_request_id());
+            let token = match &self.server.jwt {
+                Some(jwt) => jwt
+                    .sign(&name, checked_revision)
+                    .map_err(|e| Status::failed_precondition(format!("etcdserver: {e}")))?,
+                None => SimpleTokens::generate(self.server.next_request_id()),
+            };
             let op = AuthOp::Authenticate(AuthenticateWithToken {
                 name: name.clone(),
                 token,
