@@ -48,6 +48,7 @@ tests=(
   TestV3CurlPutGetClientTLS TestV3CurlWatch TestV3CurlTxn TestV3CurlCipherSuitesValid
   TestV3Curl_MaxStreams_BelowLimit_NoTLS_Small TestV3Curl_MaxStreams_BelowLimit_NoTLS_Medium
   TestV3Curl_MaxStreams_BelowLimit_TLS_Small TestV3Curl_MaxStreams_BelowLimit_TLS_Medium
+  TestV3CurlCampaignNoTLS TestV3CurlProclaimMissiongLeaderKeyNoTLS TestV3CurlResignMissiongLeaderKeyNoTLS
   # v2 API (issue 8)
   TestCtlV2Set TestCtlV2SetQuorum TestCtlV2SetClientTLS TestCtlV2SetPeerTLS TestCtlV2SetTLS
   TestCtlV2Mk TestCtlV2MkQuorum TestCtlV2MkTLS TestCtlV2Rm TestCtlV2RmTLS

@@ -12,6 +12,8 @@ use rampart_proto::etcdserverpb::lease_server::LeaseServer;
 use rampart_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use rampart_proto::etcdserverpb::watch_server::WatchServer;
 use rampart_proto::internal::{raft_request, MemberAttributes};
+use rampart_proto::v3electionpb::election_server::ElectionServer;
+use rampart_proto::v3lockpb::lock_server::LockServer;
 use rampart_raft_node::transport::{
     wire, PeerConnector, PeerDialer, PeerService, PeerTransport, SnapshotSource,
 };
@@ -22,8 +24,10 @@ use tokio::task::JoinHandle;
 
 use crate::api::v3::auth::AuthService;
 use crate::api::v3::cluster::ClusterService;
+use crate::api::v3::election::ElectionService;
 use crate::api::v3::kv::KvService;
 use crate::api::v3::lease::LeaseService;
+use crate::api::v3::lock::LockService;
 use crate::api::v3::maintenance::MaintenanceService;
 use crate::api::v3::watch::WatchService;
 use crate::apply_loop::ApplyLoop;
@@ -415,6 +419,13 @@ fn client_routes(
     )
     .add_service(
         AuthServer::new(AuthService::new(server.clone())).max_decoding_message_size(max_message),
+    )
+    .add_service(
+        LockServer::new(LockService::new(server.clone())).max_decoding_message_size(max_message),
+    )
+    .add_service(
+        ElectionServer::new(ElectionService::new(server.clone()))
+            .max_decoding_message_size(max_message),
     )
     .add_service(health_service);
     let mut router = grpc

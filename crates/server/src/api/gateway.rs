@@ -20,13 +20,19 @@ use rampart_proto::etcdserverpb::cluster_server::Cluster as _;
 use rampart_proto::etcdserverpb::kv_server::Kv as _;
 use rampart_proto::etcdserverpb::lease_server::Lease as _;
 use rampart_proto::etcdserverpb::maintenance_server::Maintenance as _;
+use rampart_proto::etcdserverpb::SnapshotRequest;
+use rampart_proto::v3electionpb::election_server::Election as _;
+use rampart_proto::v3electionpb::LeaderRequest;
+use rampart_proto::v3lockpb::lock_server::Lock as _;
 use rampart_tls::incoming::ConnInfo;
 use tonic::{Code, Status};
 
 use crate::api::v3::auth::AuthService;
 use crate::api::v3::cluster::ClusterService;
+use crate::api::v3::election::ElectionService;
 use crate::api::v3::kv::KvService;
 use crate::api::v3::lease::{serve_keep_alive_stream, LeaseService};
+use crate::api::v3::lock::LockService;
 use crate::api::v3::maintenance::MaintenanceService;
 use crate::api::v3::watch::serve_watch_stream;
 use crate::etcdserver::EtcdServer;
@@ -63,17 +69,13 @@ fn error_response(status: &Status) -> Response {
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let body = serde_json::json!({
-        "error": status.message(),
-        "message": status.message(),
-        "code": status.code() as i32,
-    });
-    (
-        http,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    // Fields in etcd's order (clients and tests compare the text).
+    let message = serde_json::Value::from(status.message()).to_string();
+    let body = format!(
+        "{{\"error\":{message},\"message\":{message},\"code\":{}}}",
+        status.code() as i32
+    );
+    (http, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn from_json<T: prost::Message + Default>(type_name: &str, json: &[u8]) -> Result<T, Status> {
@@ -214,6 +216,8 @@ async fn call(
         conn: conn.map(|Extension(c)| c),
     };
     let auth = AuthService::new(server.clone());
+    let election = ElectionService::new(server.clone());
+    let lock = LockService::new(server.clone());
     let kv = KvService::new(server.clone());
     let lease = LeaseService::new(server.clone());
     let cluster = ClusterService::new(server.clone());
@@ -492,8 +496,66 @@ async fn call(
             "etcdserverpb.AuthRoleRevokePermissionResponse",
             |r| auth.role_revoke_permission(r)
         ),
-        other => error_response(&Status::unimplemented(format!(
-            "the JSON gateway does not serve /v3/{other}"
-        ))),
+        "election/campaign" => unary!(
+            ctx,
+            body,
+            "v3electionpb.CampaignRequest",
+            "v3electionpb.CampaignResponse",
+            |r| election.campaign(r)
+        ),
+        "election/proclaim" => unary!(
+            ctx,
+            body,
+            "v3electionpb.ProclaimRequest",
+            "v3electionpb.ProclaimResponse",
+            |r| election.proclaim(r)
+        ),
+        "election/leader" => unary!(
+            ctx,
+            body,
+            "v3electionpb.LeaderRequest",
+            "v3electionpb.LeaderResponse",
+            |r| election.leader(r)
+        ),
+        "election/resign" => unary!(
+            ctx,
+            body,
+            "v3electionpb.ResignRequest",
+            "v3electionpb.ResignResponse",
+            |r| election.resign(r)
+        ),
+        "lock/lock" => unary!(
+            ctx,
+            body,
+            "v3lockpb.LockRequest",
+            "v3lockpb.LockResponse",
+            |r| lock.lock(r)
+        ),
+        "lock/unlock" => unary!(
+            ctx,
+            body,
+            "v3lockpb.UnlockRequest",
+            "v3lockpb.UnlockResponse",
+            |r| lock.unlock(r)
+        ),
+        "election/observe" => match from_json::<LeaderRequest>("v3electionpb.LeaderRequest", &body)
+        {
+            Ok(request) => match election.observe(with_context(request, &ctx)).await {
+                Ok(stream) => streaming("v3electionpb.LeaderResponse", stream.into_inner()),
+                Err(status) => error_response(&status),
+            },
+            Err(status) => error_response(&status),
+        },
+        "maintenance/snapshot" => {
+            match from_json::<SnapshotRequest>("etcdserverpb.SnapshotRequest", &body) {
+                Ok(request) => match maintenance.snapshot(with_context(request, &ctx)).await {
+                    Ok(stream) => streaming("etcdserverpb.SnapshotResponse", stream.into_inner()),
+                    Err(status) => error_response(&status),
+                },
+                Err(status) => error_response(&status),
+            }
+        }
+        // As etcd's gateway answers a path it has no method for.
+        _ => (StatusCode::NOT_FOUND, "Not Found\n").into_response(),
     }
 }

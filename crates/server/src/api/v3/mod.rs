@@ -3,9 +3,12 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
+pub mod recipes;
 pub mod watch;
 
 use rampart_apply::ApplyError;
