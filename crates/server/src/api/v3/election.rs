@@ -187,7 +187,9 @@ fn observe(recipes: Recipes, name: Vec<u8>) -> impl Stream<Item = Result<LeaderR
                         let end = super::recipes::prefix_end(&prefix);
                         let mut events = recipes.watch(&prefix, &end, from).await?;
                         loop {
-                            let resp = events.next().await.ok_or_else(stopped)?;
+                            let Some(resp) = next_event(&mut events, &tx).await? else {
+                                return Ok(());
+                            };
                             let put = resp
                                 .events
                                 .iter()
@@ -217,7 +219,9 @@ fn observe(recipes: Recipes, name: Vec<u8>) -> impl Stream<Item = Result<LeaderR
                 }
                 let mut events = recipes.watch(&key, &[], from).await?;
                 'leader: loop {
-                    let resp = events.next().await.ok_or_else(stopped)?;
+                    let Some(resp) = next_event(&mut events, &tx).await? else {
+                        return Ok(());
+                    };
                     for event in &resp.events {
                         if event.r#type == EventType::Delete as i32 {
                             break 'leader;
@@ -241,6 +245,19 @@ fn observe(recipes: Recipes, name: Vec<u8>) -> impl Stream<Item = Result<LeaderR
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-fn stopped() -> Status {
-    Status::unavailable("etcdserver: server stopped")
+/// The next watch response, or `None` once the observer went away (so an abandoned observer's
+/// task and watch end at once, not at the leader's next change).
+async fn next_event<S>(
+    events: &mut S,
+    observer: &tokio::sync::mpsc::Sender<Result<LeaderResponse, Status>>,
+) -> Result<Option<rampart_proto::etcdserverpb::WatchResponse>, Status>
+where
+    S: Stream<Item = rampart_proto::etcdserverpb::WatchResponse> + Unpin,
+{
+    tokio::select! {
+        resp = events.next() => resp
+            .map(Some)
+            .ok_or_else(|| Status::unavailable("etcdserver: server stopped")),
+        _ = observer.closed() => Ok(None),
+    }
 }
