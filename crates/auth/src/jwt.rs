@@ -289,8 +289,10 @@ impl JwtTokens {
             .ok()?;
         let claims: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+        // Whole seconds, valid through the second `exp` names (as jwt-go checks it): a token
+        // made with ttl=1s is good for at least a second, whatever the clock's fraction.
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-        if claims.get("exp")?.as_u64()? <= now {
+        if now > claims.get("exp")?.as_u64()? {
             return None;
         }
         Some((
@@ -366,7 +368,10 @@ mod tests {
         ))
         .unwrap();
         let token = short.sign("bob", 1).unwrap();
-        std::thread::sleep(Duration::from_millis(2100));
+        // Good for at least the time to live, gone within a second after it.
+        std::thread::sleep(Duration::from_millis(900));
+        assert!(short.verify(&token).is_some());
+        std::thread::sleep(Duration::from_millis(2200));
         assert_eq!(short.verify(&token), None);
     }
 
