@@ -1,7 +1,7 @@
 //! `etcdctl snapshot save` against a Rampart cluster gives etcd's own backend file: the real
 //! etcdctl saves and reads it (`snapshot status`), restores it, and the real etcd 3.4 serves the
-//! restored data — keys with their revisions, tombstones, leases and the compaction point. (It is
-//! also how a Rampart cluster's data moves to etcd.)
+//! restored data — keys with their revisions, tombstones, leases, the compaction point and v3
+//! auth's users and roles. (It is also how a Rampart cluster's data moves to etcd.)
 
 mod support;
 
@@ -30,6 +30,20 @@ fn cluster_snapshot_save_restores_into_a_real_etcd() {
     let lease = granted.split_whitespace().nth(1).unwrap().to_string();
     cluster.ctl_ok(0, &["put", "withlease", "x", &format!("--lease={lease}")]);
     cluster.ctl_ok(0, &["compaction", "3"]);
+    cluster.ctl_ok(1, &["user", "add", "alice:pw"]);
+    cluster.ctl_ok(1, &["role", "add", "app"]);
+    cluster.ctl_ok(
+        1,
+        &[
+            "role",
+            "grant-permission",
+            "--prefix",
+            "app",
+            "readwrite",
+            "/app/",
+        ],
+    );
+    cluster.ctl_ok(1, &["user", "grant-role", "alice", "app"]);
 
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("snap.db");
@@ -99,6 +113,17 @@ fn cluster_snapshot_save_restores_into_a_real_etcd() {
     assert!(
         String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted"),
         "the compaction point survives"
+    );
+    let users = plain_ctl(&client, &["user", "get", "alice"]);
+    assert_eq!(
+        String::from_utf8_lossy(&users.stdout),
+        "User: alice\nRoles: app\n"
+    );
+    let role = plain_ctl(&client, &["role", "get", "app"]);
+    assert!(
+        String::from_utf8_lossy(&role.stdout).contains("[/app/, /app0) (prefix /app/)"),
+        "{}",
+        String::from_utf8_lossy(&role.stdout)
     );
     let _ = etcd.kill();
     let _ = etcd.wait();
