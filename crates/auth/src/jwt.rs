@@ -182,35 +182,6 @@ fn signer(method: Method, path: &PathBuf) -> Result<Signer, String> {
     }
 }
 
-/// Go's duration text as etcd's `ttl=` option takes it (`5m`, `1s`, `1h30m`, `500ms`).
-fn go_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(number * scale);
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
-
 impl JwtTokens {
     /// From the options after `jwt,` in `--auth-token`.
     pub fn from_options(options: &str) -> Result<JwtTokens, String> {
@@ -224,7 +195,7 @@ impl JwtTokens {
                 "priv-key" => priv_key = Some(PathBuf::from(value)),
                 "sign-method" => method = Some(Method::parse(value)?),
                 "ttl" => {
-                    ttl = go_duration(value).ok_or_else(|| {
+                    ttl = rampart_config::parse_go_duration(value).ok_or_else(|| {
                         format!("--auth-token jwt ttl {value:?} is not a duration")
                     })?
                 }
@@ -305,17 +276,6 @@ impl JwtTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_parse() {
-        assert_eq!(go_duration("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(go_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(go_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(go_duration("5"), None);
-        assert_eq!(go_duration(""), None);
-        assert_eq!(go_duration("3x"), None);
-    }
 
     fn pem(label: &str, der: &[u8]) -> String {
         format!(

@@ -6,9 +6,11 @@
 //! Does not own: acting on the settings (`rampart-server`).
 
 pub mod flags;
+mod go_duration;
 mod parse;
 mod server_config;
 
+pub use go_duration::parse_go_duration;
 pub use parse::{parse, Parsed};
 pub use server_config::{ClusterState, ServerConfig, TlsSettings};
 

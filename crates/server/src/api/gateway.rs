@@ -35,6 +35,7 @@ use crate::api::v3::lease::{serve_keep_alive_stream, LeaseService};
 use crate::api::v3::lock::LockService;
 use crate::api::v3::maintenance::MaintenanceService;
 use crate::api::v3::watch::serve_watch_stream;
+use crate::api::v3::Caller;
 use crate::etcdserver::EtcdServer;
 
 pub fn router(server: Arc<EtcdServer>) -> Router {
@@ -128,26 +129,10 @@ fn json_response<T: prost::Message>(type_name: &str, result: Result<T, Status>) 
     }
 }
 
-/// What a gateway call passes on to the gRPC handler: the token (HTTP `Authorization`, as
-/// etcd's gateway takes it) and the connection (the client certificate's CN).
-struct CallContext {
-    metadata: tonic::metadata::MetadataMap,
-    conn: Option<ConnInfo>,
-}
-
-fn with_context<T>(message: T, ctx: &CallContext) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    *request.metadata_mut() = ctx.metadata.clone();
-    if let Some(conn) = &ctx.conn {
-        request.extensions_mut().insert(conn.clone());
-    }
-    request
-}
-
 macro_rules! unary {
     ($ctx:expr, $body:expr, $req:literal, $resp:literal, $call:expr) => {{
         let result = match from_json($req, &$body) {
-            Ok(request) => $call(with_context(request, &$ctx))
+            Ok(request) => $call($ctx.request(request))
                 .await
                 .map(|r: tonic::Response<_>| r.into_inner()),
             Err(status) => Err(status),
@@ -211,7 +196,8 @@ async fn call(
     {
         metadata.insert("token", token);
     }
-    let ctx = CallContext {
+    // The token as etcd's gateway takes it (HTTP `Authorization`), and the connection.
+    let ctx = Caller {
         metadata,
         conn: conn.map(|Extension(c)| c),
     };
@@ -540,7 +526,7 @@ async fn call(
         ),
         "election/observe" => match from_json::<LeaderRequest>("v3electionpb.LeaderRequest", &body)
         {
-            Ok(request) => match election.observe(with_context(request, &ctx)).await {
+            Ok(request) => match election.observe(ctx.request(request)).await {
                 Ok(stream) => streaming("v3electionpb.LeaderResponse", stream.into_inner()),
                 Err(status) => error_response(&status),
             },
@@ -548,7 +534,7 @@ async fn call(
         },
         "maintenance/snapshot" => {
             match from_json::<SnapshotRequest>("etcdserverpb.SnapshotRequest", &body) {
-                Ok(request) => match maintenance.snapshot(with_context(request, &ctx)).await {
+                Ok(request) => match maintenance.snapshot(ctx.request(request)).await {
                     Ok(stream) => streaming("etcdserverpb.SnapshotResponse", stream.into_inner()),
                     Err(status) => error_response(&status),
                 },

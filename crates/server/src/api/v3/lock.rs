@@ -11,6 +11,7 @@ use tonic::{Request, Status};
 
 use super::kv::KvService;
 use super::recipes::{created_at, first_created_op, get_op, owner_key, put_op, range_kv, Recipes};
+use super::Caller;
 use crate::etcdserver::EtcdServer;
 
 pub struct LockService {
@@ -61,12 +62,10 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<tonic::Response<UnlockResponse>, Status> {
-        let mut delete = Request::new(DeleteRangeRequest {
+        let delete = Caller::of(&request).request(DeleteRangeRequest {
             key: request.get_ref().key.clone(),
             ..Default::default()
         });
-        *delete.metadata_mut() = request.metadata().clone();
-        *delete.extensions_mut() = request.extensions().clone();
         let resp = KvService::new(self.server.clone())
             .delete_range(delete)
             .await?

@@ -16,13 +16,12 @@ use rampart_proto::etcdserverpb::{
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use rampart_proto::mvccpb::{event::EventType, KeyValue};
-use rampart_tls::incoming::ConnInfo;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 use super::kv::KvService;
 use super::lease::LeaseService;
 use super::watch::serve_watch_stream;
+use super::Caller;
 use crate::etcdserver::EtcdServer;
 
 /// TTL of the lease a recipe grants when the caller names none (etcd's session default); the
@@ -32,8 +31,7 @@ const SESSION_TTL: i64 = 60;
 /// The member's own services, called as the client whose request is being served.
 pub struct Recipes {
     server: Arc<EtcdServer>,
-    metadata: MetadataMap,
-    conn: Option<ConnInfo>,
+    caller: Caller,
 }
 
 /// `<name>/<lease in hex>`, an owner's key.
@@ -122,18 +120,13 @@ impl Recipes {
     pub fn for_request<T>(server: Arc<EtcdServer>, request: &Request<T>) -> Recipes {
         Recipes {
             server,
-            metadata: request.metadata().clone(),
-            conn: request.extensions().get::<ConnInfo>().cloned(),
+            caller: Caller::of(request),
         }
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        *request.metadata_mut() = self.metadata.clone();
-        if let Some(conn) = &self.conn {
-            request.extensions_mut().insert(conn.clone());
-        }
-        request
+    /// `message` as a request of the caller.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        self.caller.request(message)
     }
 
     /// `lease`, or a new lease of [`SESSION_TTL`] when it is 0.
@@ -246,7 +239,7 @@ impl Recipes {
         };
         let user = self
             .server
-            .requester_from(&self.metadata, self.conn.as_ref())
+            .requester_from(&self.caller.metadata, self.caller.conn.as_ref())
             .await?
             .map(|r| r.user);
         Ok(
